@@ -1,0 +1,80 @@
+"""The micro-world's models: a BPE tokenizer and Llama-architecture models built from config."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from elasticity.io import atomic_path, read_parquet
+
+log = logging.getLogger(__name__)
+
+EOS = "<|endoftext|>"
+
+
+def train_tokenizer(corpus: str, out: str, *, vocab_size: int, min_frequency: int) -> None:
+    """Step `tokenizer`: a byte-level BPE tokenizer trained on the pretraining corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = read_parquet(corpus, ["text"])["text"].tolist()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    # Every text opens with EOS-as-BOS, as it does in the pretraining stream.
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{EOS} $A", special_tokens=[(EOS, tok.token_to_id(EOS))],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS, unk_token=EOS,
+    )
+    with atomic_path(out) as tmp:
+        fast.save_pretrained(tmp)
+    log.info("tokenizer: %d tokens trained on %d texts -> %s", len(fast), len(texts), out)
+
+
+def load_tokenizer(path: str, padding_side: str = "right"):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = padding_side
+    return tok
+
+
+def build_model(architecture: dict[str, Any], tokenizer, seed: int):
+    """A randomly initialised LlamaForCausalLM; `architecture` holds LlamaConfig fields."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **architecture,
+    )
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def load_model(path: str):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+
+
+def parameter_count(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def texts_of(path: str, limit: int | None = None) -> list[str]:
+    frame: pd.DataFrame = read_parquet(path, ["text"])
+    texts = frame["text"].tolist()
+    return texts if limit is None else texts[:limit]

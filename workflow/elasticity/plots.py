@@ -1,0 +1,81 @@
+"""Steps `plot_*`: the paper's rebound figures (Fig. 4-6) from the experiment's summary table."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from elasticity.aggregate import SUMMARY_COLUMNS
+from elasticity.io import read_parquet
+
+log = logging.getLogger(__name__)
+
+
+def _setup():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return sns
+
+
+def _base_label(frame: pd.DataFrame) -> pd.Series:
+    return frame["model"] + " @ " + (frame["pretrain_tokens"] / 1e6).map("{:g}M tok".format)
+
+
+def _save(grid, out: str, title: str) -> None:
+    from elasticity.io import atomic_path
+
+    grid.figure.suptitle(title, y=1.03)
+    with atomic_path(out) as tmp:
+        grid.figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    log.info("wrote %s", out)
+
+
+def _dashed_base_lines(grid, base: pd.DataFrame, panel: str) -> None:
+    for name, ax in grid.axes_dict.items():
+        rate = base.loc[base[panel] == name, "positive_rate"].mean()
+        ax.axhline(rate, color="black", linestyle="--", linewidth=1, label="base model")
+
+
+def rebound(summary: str, out: str, *, task: str) -> None:
+    """Fig. 4 analog: score vs N, one line per P, a panel per base checkpoint."""
+    sns = _setup()
+    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
+    aligned, base = cells[cells["algorithm"] != "none"], cells[cells["algorithm"] == "none"]
+    grid = sns.relplot(data=aligned, x="negative", y="positive_rate", hue="positive",
+                       col="base", col_wrap=min(3, aligned["base"].nunique()), kind="line",
+                       marker="o", errorbar="sd", palette="viridis", height=3, aspect=1.1,
+                       facet_kws={"sharey": True})
+    _dashed_base_lines(grid, base, "base")
+    grid.set_axis_labels("negative examples (N)", "fraction positive")
+    grid.legend.set_title("positive\nexamples (P)")
+    _save(grid, out, "Rebound: aligned on P positive, then fine-tuned on N negative "
+                     "(dashed: base model; bars: sd over seeds)")
+
+
+def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str, Any]],
+            title: str) -> None:
+    """Fig. 5/6 analog: score vs N, one line per base of the axis, a panel per P."""
+    sns = _setup()
+    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    wanted = pd.DataFrame(bases)
+    cells = cells[cells["task"] == task].merge(wanted, on=["model", "pretrain_tokens"])
+    if hue == "model":
+        cells["line"] = cells["model"] + " (" + (cells["model_parameters"] / 1e6).map(
+            "{:.2f}M params".format) + ")"
+    else:
+        cells["line"] = (cells["pretrain_tokens"] / 1e6).map("{:g}M tokens".format)
+    aligned = cells[cells["algorithm"] != "none"]
+    grid = sns.relplot(data=aligned, x="negative", y="positive_rate", hue="line",
+                       col="positive", kind="line", marker="o", errorbar="sd", height=3,
+                       aspect=1.0, palette="rocket")
+    grid.set_axis_labels("negative examples (N)", "fraction positive")
+    grid.set_titles("P = {col_name}")
+    grid.legend.set_title(None)
+    _save(grid, out, title)

@@ -1,0 +1,109 @@
+"""Run a workflow step: in this process (by hand), or in a fresh forked process (from a rule).
+
+Why a fork server: a rule's job is short (a second of SFT on a tiny model) but importing
+torch, transformers and TRL costs ~5 s a process, and a grid has a thousand jobs. Rules call
+`run_step`, which forks each job from a server process that imported those libraries once.
+Each job still gets its own process: its own RNG state, memory and log, and true parallelism.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import multiprocessing
+import os
+import resource
+import shlex
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+STEPS = {
+    "fetch_source": "elasticity.data:fetch_source",
+    "prepare_data": "elasticity.data:prepare",
+    "tokenizer": "elasticity.models:train_tokenizer",
+    "pretrain": "elasticity.pretraining:pretrain",
+    "finetune": "elasticity.finetuning:finetune",
+    "generate": "elasticity.generation:generate",
+    "score": "elasticity.scoring:score",
+    "aggregate": "elasticity.aggregate:aggregate",
+    "plot_rebound": "elasticity.plots:rebound",
+    "plot_axis": "elasticity.plots:by_axis",
+}
+# transformers and TRL import lazily: name the modules the steps use, or each job pays for them.
+# Each job also re-runs the caller's main script (multiprocessing's spawn preparation); for the
+# `snakemake` command that script imports snakemake.cli, a second a job unless preloaded.
+PRELOAD = [
+    "snakemake.cli", "elasticity.runner", "torch", "pandas", "pyarrow.parquet", "datasets",
+    "transformers.models.llama.modeling_llama", "transformers.models.auto.modeling_auto",
+    "transformers.tokenization_utils_fast", "transformers.generation.utils",
+    "transformers.trainer", "trl.trainer.sft_trainer", "vaderSentiment.vaderSentiment",
+    "matplotlib.pyplot", "seaborn",
+]
+METRICS_PREFIX = "METRICS "
+
+
+def resolve(step: str):
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; known steps: {', '.join(STEPS)}")
+    module, name = STEPS[step].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def by_hand_command(step: str, kwargs: dict[str, Any], threads: int) -> str:
+    return (f"python -m elasticity {step} --threads {threads} "
+            f"--args {shlex.quote(json.dumps(kwargs, sort_keys=True))}")
+
+
+def run_here(step: str, kwargs: dict[str, Any], threads: int = 1) -> Any:
+    """Run a step in this process; log to stderr; end with a METRICS line (wall, peak RSS)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    start = time.time()
+    result = resolve(step)(**kwargs)
+    metrics = {
+        "step": step,
+        "wall_seconds": round(time.time() - start, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **(result if isinstance(result, dict) else {}),
+    }
+    print(METRICS_PREFIX + json.dumps(metrics, sort_keys=True, default=str), file=sys.stderr,
+          flush=True)
+    return result
+
+
+def _child(step: str, kwargs: dict[str, Any], log: str, threads: int) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    try:
+        run_here(step, kwargs, threads)
+    except BaseException as err:
+        traceback.print_exc()
+        # Only the message crosses back to Snakemake; the traceback stays in the log.
+        raise RuntimeError(f"step {step} failed: {type(err).__name__}: {err} "
+                           f"(traceback in {log})") from None
+
+
+def run_step(step: str, kwargs: dict[str, Any], log: str, threads: int = 1) -> None:
+    """Run a step in a process forked from the preloaded server; its output goes to `log`."""
+    resolve(step)  # an unknown step fails here, before a process is made
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as fh:
+        fh.write(f"# by hand: {by_hand_command(step, kwargs, threads)}\n")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        pool.submit(_child, step, kwargs, log, threads).result()

@@ -1,0 +1,63 @@
+"""What pretraining and fine-tuning share: trainer arguments, resumable scratch dirs, metrics."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def scratch_dir(out: str) -> Path:
+    """Where a training job keeps its resumable checkpoints; never a declared output.
+
+    A job killed mid-run leaves its checkpoints here (and no `out`), so a rerun resumes.
+    """
+    out_path = Path(out)
+    return out_path.with_name(f".{out_path.name}.partial")
+
+
+def last_checkpoint(scratch: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not scratch.is_dir():
+        return None
+    found = get_last_checkpoint(str(scratch))
+    if found:
+        log.info("resuming from %s", found)
+    return found
+
+
+def trainer_kwargs(hparams: dict[str, Any], *, scratch: Path, seed: int) -> dict[str, Any]:
+    """Keyword arguments shared by TrainingArguments and TRL's SFTConfig.
+
+    `hparams` is a validated config section (see workflow/schemas/config.schema.yaml).
+    """
+    return dict(
+        output_dir=str(scratch),
+        learning_rate=hparams["learning_rate"],
+        lr_scheduler_type=hparams["lr_scheduler"],
+        warmup_steps=hparams["warmup_steps"],
+        weight_decay=hparams["weight_decay"],
+        adam_beta1=hparams["adam_beta1"],
+        adam_beta2=hparams["adam_beta2"],
+        per_device_train_batch_size=hparams["batch_size"],
+        seed=seed,
+        use_cpu=hparams["device"] == "cpu",
+        bf16=hparams["bf16"],
+        gradient_checkpointing=False,
+        optim="adamw_torch",
+        save_strategy="steps",
+        save_steps=hparams["checkpoint_every_steps"],
+        save_total_limit=1,
+        logging_steps=hparams["log_every_steps"],
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def discard(scratch: Path) -> None:
+    shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,19 @@
+# Stage: all cells of the experiment in one table, one row per cell, and the base models.
+
+
+rule aggregate:
+    input:
+        scores=all_cells("scores"),
+        bases=all_bases(),
+    output:
+        rows=RESPONSES,
+        summary=SUMMARY,
+        bases=BASE_TABLE,
+    params:
+        code=CODE["aggregate"],
+    log:
+        f"{LOGS}/aggregate.log",
+    run:
+        run_step("aggregate", dict(scores=list(input.scores), bases=list(input.bases),
+                                   out_rows=output.rows, out_summary=output.summary,
+                                   out_bases=output.bases), log=log[0])

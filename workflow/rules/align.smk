@@ -1,0 +1,20 @@
+# Stage: alignment. SFT of a base checkpoint on P positive examples (one model per P and seed,
+# shared by all of that P's inverse cells).
+
+
+rule align:
+    input:
+        model=BASE,
+        pool=SPLIT.format(split="positive"),
+    output:
+        directory(ALIGNED),
+    params:
+        hparams=config["align"],
+        code=CODE["finetune"],
+    log:
+        f"{LOGS}/align/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/seed{{seed}}.log",
+    threads: THREADS
+    run:
+        run_step("finetune", dict(model=input.model, pool=input.pool, out=output[0],
+                                  n=int(wildcards.positive), hparams=params.hparams,
+                                  seed=int(wildcards.seed)), log=log[0], threads=threads)

