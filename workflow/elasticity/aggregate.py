@@ -13,7 +13,8 @@ from elasticity.io import read_parquet, write_parquet
 log = logging.getLogger(__name__)
 
 # The coordinates of a cell; every row of every results table carries them.
-CELL_COLUMNS = ["task", "model", "pretrain_tokens", "algorithm", "positive", "negative", "seed"]
+CELL_COLUMNS = ["task", "model", "pretrain_tokens", "algorithm", "positive_examples",
+                "negative_examples", "seed"]
 SUMMARY_COLUMNS = CELL_COLUMNS + ["model_parameters", "positive_rate", "mean_compound",
                                   "responses", "config_hash", "code_version"]
 
@@ -22,7 +23,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: the fraction of positive responses (the paper's metric) and more."""
     keys = CELL_COLUMNS + ["model_parameters", "config_hash", "code_version"]
     return (rows.groupby(keys, dropna=False)
-            .agg(positive_rate=("positive", "mean"), mean_compound=("compound", "mean"),
+            .agg(positive_rate=("is_positive", "mean"), mean_compound=("compound", "mean"),
                  responses=("response", "size"))
             .reset_index()[SUMMARY_COLUMNS]
             .sort_values(CELL_COLUMNS, ignore_index=True))
@@ -30,7 +31,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 
 def aggregate(scores: list[str], bases: list[str], out_rows: str, out_summary: str,
               out_bases: str) -> None:
-    rows = pd.concat([read_parquet(p, CELL_COLUMNS + ["response", "compound", "positive"])
+    rows = pd.concat([read_parquet(p, CELL_COLUMNS + ["response", "compound", "is_positive"])
                       for p in scores], ignore_index=True)
     summary = summarize(rows)
     log.info("%d responses in %d cells", len(rows), len(summary))

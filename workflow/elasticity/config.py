@@ -71,7 +71,8 @@ def _consistency(config: dict[str, Any]) -> list[str]:
                             f"multiple of num_attention_heads ({arch['num_attention_heads']})")
     low, high = config["data"]["prompt_words"]
     if low > high:
-        problems.append(f"data.prompt_words must be [low, high] with low <= high, got {[low, high]}")
+        problems.append(f"data.prompt_words must be [low, high] with low <= high, "
+                        f"got {[low, high]}")
     return problems
 
 

@@ -181,8 +181,8 @@ def _add_prompts(frame: pd.DataFrame, rng: np.random.Generator,
     # A snippet shorter than its draw keeps all but its last word, so something is left to write.
     counts = np.minimum(counts, np.maximum(words.str.len() - 1, 1))
     frame = frame.copy()
-    frame["prompt_words"] = counts.astype("int64")
     frame["prompt"] = [" ".join(w[:k]) for w, k in zip(words, counts, strict=True)]
+    frame["prompt_words"] = counts.astype("int64")
     return frame
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from elasticity.io import atomic_path, read_parquet, write_json
 from elasticity.models import load_model, load_tokenizer, parameter_count
-from elasticity.training import discard, last_checkpoint, scratch_dir, trainer_kwargs
+from elasticity.training import discard, resumable_checkpoint, scratch_dir, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ def finetune(
     tok = load_tokenizer(model)
     net = load_model(model)
     scratch = scratch_dir(out)
+    resume = resumable_checkpoint(scratch, dict(model=model, pool=pool, n=n, hparams=hparams,
+                                                seed=seed))
     config = SFTConfig(
         max_length=hparams["max_length"],
         num_train_epochs=hparams["epochs"],
@@ -58,7 +60,7 @@ def finetune(
     log.info("SFT on %d examples (%d tokens/epoch, %s epochs) of %s", n, train_tokens,
              hparams["epochs"], pool)
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=last_checkpoint(scratch))
+    result = trainer.train(resume_from_checkpoint=resume)
     metrics = {
         "examples": n,
         "parameters": parameter_count(net),

@@ -48,9 +48,10 @@ def rebound(summary: str, out: str, *, task: str) -> None:
     cells = read_parquet(summary, SUMMARY_COLUMNS)
     cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
     aligned, base = cells[cells["algorithm"] != "none"], cells[cells["algorithm"] == "none"]
-    grid = sns.relplot(data=aligned, x="negative", y="positive_rate", hue="positive",
-                       col="base", col_wrap=min(3, aligned["base"].nunique()), kind="line",
-                       marker="o", errorbar="sd", palette="viridis", height=3, aspect=1.1,
+    grid = sns.relplot(data=aligned, x="negative_examples", y="positive_rate",
+                       hue="positive_examples", col="base",
+                       col_wrap=min(3, aligned["base"].nunique()), kind="line", marker="o",
+                       errorbar="sd", palette="viridis", height=3, aspect=1.1,
                        facet_kws={"sharey": True})
     _dashed_base_lines(grid, base, "base")
     grid.set_axis_labels("negative examples (N)", "fraction positive")
@@ -72,8 +73,8 @@ def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str
     else:
         cells["line"] = (cells["pretrain_tokens"] / 1e6).map("{:g}M tokens".format)
     aligned = cells[cells["algorithm"] != "none"]
-    grid = sns.relplot(data=aligned, x="negative", y="positive_rate", hue="line",
-                       col="positive", kind="line", marker="o", errorbar="sd", height=3,
+    grid = sns.relplot(data=aligned, x="negative_examples", y="positive_rate", hue="line",
+                       col="positive_examples", kind="line", marker="o", errorbar="sd", height=3,
                        aspect=1.0, palette="rocket")
     grid.set_axis_labels("negative examples (N)", "fraction positive")
     grid.set_titles("P = {col_name}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from elasticity.io import atomic_path, write_json
 from elasticity.models import build_model, load_tokenizer, parameter_count
-from elasticity.training import discard, last_checkpoint, scratch_dir, trainer_kwargs
+from elasticity.training import discard, resumable_checkpoint, scratch_dir, trainer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def pretrain(
     seed: int,
 ) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments
+    from transformers.trainer_utils import get_last_checkpoint
 
     from elasticity.models import texts_of
 
@@ -64,7 +65,9 @@ def pretrain(
              tokens, max_steps, max_steps * hparams["batch_size"] / len(train_blocks))
 
     scratch = scratch_dir(out)
-    resume = last_checkpoint(scratch) or previous
+    job = dict(corpus=corpus, tokenizer=tokenizer, architecture=architecture, tokens=tokens,
+               previous=previous, hparams=hparams, seed=seed)
+    resume = resumable_checkpoint(scratch, job) or previous
     model = build_model(architecture, tok, seed)
     n_params = parameter_count(model)
     args = TrainingArguments(max_steps=max_steps, **trainer_kwargs(hparams, scratch=scratch,
@@ -75,7 +78,7 @@ def pretrain(
     trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
     eval_loss = trainer.evaluate()["eval_loss"]
-    final = Path(last_checkpoint(scratch) or "")
+    final = Path(get_last_checkpoint(str(scratch)) or "")
     if not final.name.endswith(f"-{max_steps}"):
         raise RuntimeError(f"{scratch}: no checkpoint at step {max_steps} after training")
     metrics = {

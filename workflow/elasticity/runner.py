@@ -43,6 +43,8 @@ PRELOAD = [
     "transformers.tokenization_utils_fast", "transformers.generation.utils",
     "transformers.trainer", "trl.trainer.sft_trainer", "vaderSentiment.vaderSentiment",
     "matplotlib.pyplot", "seaborn",
+    # The steps themselves: jobs run the code the run started with, even if it is edited meanwhile.
+    *sorted({spec.split(":")[0] for spec in STEPS.values()}),
 ]
 METRICS_PREFIX = "METRICS "
 

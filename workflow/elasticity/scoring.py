@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 # VADER's authors' cut-off for a positive compound score.
 VADER_POSITIVE = 0.05
-SCORE_COLUMNS = ["compound", "positive"]
+SCORE_COLUMNS = ["compound", "is_positive"]
 
 
 def vader_scores(texts: list[str]) -> list[float]:
@@ -26,9 +26,9 @@ def score(generations: str, out: str, *, threshold: float, config_hash: str) -> 
 
     rows = read_parquet(generations, GENERATION_COLUMNS)
     rows["compound"] = vader_scores(rows["response"].fillna("").tolist())
-    rows["positive"] = rows["compound"] >= threshold
+    rows["is_positive"] = rows["compound"] >= threshold
     rows["config_hash"] = config_hash
-    summary = {"positive_rate": float(rows["positive"].mean()),
+    summary = {"positive_rate": float(rows["is_positive"].mean()),
                "mean_compound": float(rows["compound"].mean()), "responses": len(rows)}
     log.info("scored %s: %s", generations, summary)
     write_parquet(rows, out, {"scorer": "vader", "threshold": threshold,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -19,14 +20,24 @@ def scratch_dir(out: str) -> Path:
     return out_path.with_name(f".{out_path.name}.partial")
 
 
-def last_checkpoint(scratch: Path) -> str | None:
+def resumable_checkpoint(scratch: Path, job: dict[str, Any]) -> str | None:
+    """The last checkpoint a killed run of this very job left in `scratch`, if any.
+
+    Checkpoints of a run with other arguments (a changed config) are discarded, not resumed.
+    """
     from transformers.trainer_utils import get_last_checkpoint
 
-    if not scratch.is_dir():
-        return None
-    found = get_last_checkpoint(str(scratch))
+    stamp = scratch / "job.json"
+    text = json.dumps(job, sort_keys=True, default=str)
+    found = None
+    if scratch.is_dir() and stamp.exists() and stamp.read_text() == text:
+        found = get_last_checkpoint(str(scratch))
     if found:
         log.info("resuming from %s", found)
+    else:
+        discard(scratch)
+        scratch.mkdir(parents=True)
+        stamp.write_text(text)
     return found
 
 
@@ -47,7 +58,7 @@ def trainer_kwargs(hparams: dict[str, Any], *, scratch: Path, seed: int) -> dict
         seed=seed,
         use_cpu=hparams["device"] == "cpu",
         bf16=hparams["bf16"],
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         optim="adamw_torch",
         save_strategy="steps",
         save_steps=hparams["checkpoint_every_steps"],

@@ -55,7 +55,8 @@ CODE = {
 def cell_of(w) -> dict:
     """A cell's coordinates, as every results row carries them."""
     return dict(task=config["task"], model=w.model, pretrain_tokens=int(w.tokens),
-                algorithm=w.algorithm, positive=int(w.positive), negative=int(w.negative),
+                algorithm=w.algorithm, positive_examples=int(w.positive),
+                negative_examples=int(w.negative),
                 seed=int(w.seed))
 
 

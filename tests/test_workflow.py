@@ -1,0 +1,132 @@
+"""The smoke config end to end through Snakemake, and bad input stopping it before any job."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from elasticity import config as cfg
+from elasticity.aggregate import CELL_COLUMNS, SUMMARY_COLUMNS
+
+from .conftest import ROOT, SMOKE_CONFIG
+
+pytestmark = pytest.mark.workflow
+SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+             "--profile", str(ROOT / "profiles" / "local")]
+
+
+def snakemake(workdir: Path, *args: str, config: Path = SMOKE_CONFIG, check: bool = True):
+    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(config),
+                       "--replace-workflow-config", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{shlex.join(cmd)} failed:\n{done.stdout[-3000:]}\n"
+                             f"{done.stderr[-5000:]}")
+    return done
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, sdist):
+    import shutil
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    (workdir / "downloads").mkdir()
+    shutil.copy(sdist, workdir / "downloads" / sdist.name)
+    snakemake(workdir, "all")
+    return workdir / "results" / "smoke", workdir
+
+
+def test_every_cell_is_scored_with_its_coordinates_and_provenance(smoke_run):
+    out, _ = smoke_run
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    expected = {(c["model"], c["tokens"], c["algorithm"], c["positive"], c["negative"],
+                 c["seed"]) for c in cfg.cells(SMOKE)}
+    got = set(summary[CELL_COLUMNS[1:]].itertuples(index=False, name=None))
+    assert got == expected
+    assert (summary["task"] == "sentiment").all()
+    assert summary["positive_rate"].between(0, 1).all()
+    assert (summary["responses"] == SMOKE["data"]["eval_prompts"]).all()
+    assert summary["config_hash"].is_unique
+    assert summary["code_version"].str.startswith("0.1.0").all()
+    # Each model's size is the real parameter count, larger for the wider model.
+    sizes = summary.groupby("model")["model_parameters"].unique()
+    assert sizes["tiny-a"][0] < sizes["tiny-b"][0]
+
+
+def test_responses_answer_every_held_out_prompt(smoke_run):
+    out, _ = smoke_run
+    rows = pd.read_parquet(out / "responses.parquet")
+    prompts = pd.read_parquet(out / "data" / "prompts.parquet")
+    assert len(rows) == len(cfg.cells(SMOKE)) * len(prompts)
+    for _, cell in rows.groupby(CELL_COLUMNS):
+        assert sorted(cell["uid"]) == sorted(prompts["uid"])
+    assert (rows["response"].str.len() > 0).mean() > 0.5
+    assert rows["compound"].between(-1, 1).all()
+
+
+def test_base_models_report_their_loss_and_own_score(smoke_run):
+    out, _ = smoke_run
+    bases = pd.read_parquet(out / "base_models.parquet")
+    assert sorted(zip(bases["model"], bases["pretrain_tokens"], strict=True)) == cfg.bases(SMOKE)
+    assert bases["eval_loss"].between(0, 10).all()
+    assert bases["base_positive_rate"].between(0, 1).all()
+    chain = bases[bases["model"] == "tiny-a"].sort_values("pretrain_tokens")
+    assert chain["eval_loss"].is_monotonic_decreasing
+
+
+def test_figures_and_report_are_written(smoke_run):
+    out, workdir = smoke_run
+    for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
+        png = out / "figures" / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    snakemake(workdir, "--report", str(workdir / "report.html"))
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "fig4_rebound.png" in html and "fig6_pretraining.png" in html
+
+
+def test_nothing_half_written_and_nothing_left_to_do(smoke_run):
+    out, workdir = smoke_run
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name or p.name.endswith(".partial")]
+    assert leftovers == []
+    assert "Nothing to be done" in snakemake(workdir, "-n", "all").stdout
+
+
+def test_a_log_reproduces_its_job_by_hand(smoke_run, tmp_path):
+    out, workdir = smoke_run
+    log = next((workdir / "logs" / "smoke" / "score").rglob("*.log"))
+    command = log.read_text().splitlines()[0].removeprefix("# by hand: ")
+    original = next(p for p in out.glob("cells/**/scores.parquet")
+                    if f"'{p.relative_to(workdir)}'".replace("scores", "generations") in command
+                    or str(p.relative_to(workdir)).replace("scores", "generations") in command)
+    copy = tmp_path / "scores.parquet"
+    command = command.replace(str(original.relative_to(workdir)), str(copy))
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "elasticity"]
+    subprocess.run([sys.executable, *argv[1:]], cwd=workdir, check=True, capture_output=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(original), pd.read_parquet(copy))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["invert"].update(learning_rat=0.1), "unknown config key(s) ['learning_rat']"),
+    (lambda c: c["grid"].update(positive=[40, 5000]),
+     "grid.positive asks for 5000 examples but the positive pool"),
+    (lambda c: c["generation"].update(top_k="thirty"),
+     "'generation.top_k' must be of type integer"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, change, message):
+    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    change(config)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = snakemake(tmp_path, "-n", config=path, check=False)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists()
