@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXPERIMENT := $(shell sed -n 's/^experiment: *//p' config.yaml)
 PROFILE ?= profiles/local
 
-.PHONY: env run report test test-slow lint bench clean
+.PHONY: env run test test-slow lint bench plan slurm-profile clean
 
 env: $(VENV)/.installed
 
@@ -33,6 +33,28 @@ lint: env
 
 bench: env
 	$(BIN)/python tests/benchmarks/bench_run.py
+	$(BIN)/python tests/benchmarks/bench_dryrun.py
+
+# The plan before the run: rule graph, job DAG and per-rule job counts of a config.
+# `make plan CONFIG=my.yaml` for another config (used alone, not merged into the default).
+CONFIG ?= config.yaml
+PLAN := $(BIN)/snakemake --configfile $(CONFIG) --replace-workflow-config --cores 1
+plan: env
+	@command -v dot >/dev/null || { echo "graphviz's dot is missing: apt-get install graphviz"; exit 1; }
+	mkdir -p dag
+	$(PLAN) --rulegraph | dot -Tsvg > dag/rulegraph.svg
+	$(PLAN) --dag | dot -Tsvg > dag/jobs.svg
+	$(PLAN) -n --quiet rules all | tee dag/job_counts.txt
+	@echo "wrote dag/rulegraph.svg dag/jobs.svg dag/job_counts.txt"
+
+# Makes `snakemake --profile slurm` find profiles/slurm (a link in ~/.config/snakemake),
+# unless a profile of that name is already there: that one is left alone.
+PROFILE_HOME := $(or $(XDG_CONFIG_HOME),$(HOME)/.config)/snakemake
+slurm-profile:
+	@mkdir -p $(PROFILE_HOME)
+	@if [ -e $(PROFILE_HOME)/slurm ] && [ "$$(readlink $(PROFILE_HOME)/slurm)" != "$(CURDIR)/profiles/slurm" ]; then \
+		echo "$(PROFILE_HOME)/slurm exists and is not ours: left alone; use --profile profiles/slurm"; \
+	else ln -sfn $(CURDIR)/profiles/slurm $(PROFILE_HOME)/slurm && echo "linked $(PROFILE_HOME)/slurm -> profiles/slurm"; fi
 
 clean:
 	rm -rf results logs .snakemake

@@ -34,14 +34,14 @@ def load_prompts(path: str) -> pd.DataFrame:
 
 
 def sample(model, tokenizer, prompts: list[str], *, seed: int, batch_size: int,
-           sampling: dict[str, Any]) -> list[str]:
+           sampling: dict[str, Any], device: str = "cpu") -> list[str]:
     import torch
 
     torch.manual_seed(seed)
     responses: list[str] = []
     for start in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=True)
+                          add_special_tokens=True).to(device)
         with torch.no_grad():
             out = model.generate(
                 **batch, do_sample=True, pad_token_id=tokenizer.pad_token_id,
@@ -56,13 +56,14 @@ def sample(model, tokenizer, prompts: list[str], *, seed: int, batch_size: int,
 
 
 def generate(model: str, prompts: str, out: str, *, cell: dict[str, Any],
-             sampling: dict[str, Any], batch_size: int, seed: int, config_hash: str) -> None:
+             sampling: dict[str, Any], batch_size: int, seed: int, config_hash: str,
+             device: str = "cpu") -> None:
     frame = load_prompts(prompts)
     tok = load_tokenizer(model, padding_side="left")
-    net = load_model(model).eval()
+    net = load_model(model).to(device).eval()
     start = time.time()
     responses = sample(net, tok, frame["prompt"].tolist(), seed=seed, batch_size=batch_size,
-                       sampling=sampling)
+                       sampling=sampling, device=device)
     log.info("%d responses in %.1fs", len(responses), time.time() - start)
     rows = pd.DataFrame({
         **{k: [v] * len(frame) for k, v in cell.items()},
@@ -73,5 +74,5 @@ def generate(model: str, prompts: str, out: str, *, cell: dict[str, Any],
         "config_hash": config_hash,
         "code_version": code_version(),
     })
-    write_parquet(rows, out, {"cell": cell, "sampling": sampling, "seed": seed,
+    write_parquet(rows, out, {"cell": cell, "sampling": sampling, "seed": seed, "device": device,
                               "batch_size": batch_size, "model": model, "prompts": prompts})

@@ -1,5 +1,10 @@
 # Stage: all cells of the experiment in one table, one row per cell, and the base models.
 
+# Seconds of pandas: not worth a cluster submission.
+localrules:
+    aggregate,
+
+
 
 rule aggregate:
     input:

@@ -14,6 +14,10 @@ rule align:
     log:
         f"{LOGS}/align/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/seed{{seed}}.log",
     threads: THREADS
+    resources:
+        mem_mb=mem_mb("finetune"),
+        runtime=runtime("finetune"),
+        gpu=gpus("align"),
     run:
         run_step("finetune", dict(model=input.model, pool=input.pool, out=output[0],
                                   n=int(wildcards.positive), hparams=params.hparams,

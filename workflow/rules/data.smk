@@ -1,5 +1,10 @@
 # Stage: the real text of the micro-world, downloaded once and split into disjoint sets.
 
+# The download runs where the workflow was started (a cluster's login node reaches the network).
+localrules:
+    fetch_source,
+
+
 
 rule fetch_source:
     output:

@@ -14,6 +14,10 @@ rule invert:
     log:
         f"{LOGS}/invert/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
     threads: THREADS
+    resources:
+        mem_mb=mem_mb("finetune"),
+        runtime=runtime("finetune"),
+        gpu=gpus("invert"),
     run:
         run_step("finetune", dict(model=input.model, pool=input.pool, out=output[0],
                                   n=int(wildcards.negative), hparams=params.hparams,

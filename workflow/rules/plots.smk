@@ -1,5 +1,11 @@
 # Stage: the paper's rebound figures, registered for `snakemake --report`.
 
+localrules:
+    plot_rebound,
+    plot_size,
+    plot_pretraining,
+
+
 
 rule plot_rebound:
     input:

@@ -37,6 +37,10 @@ rule pretrain:
     log:
         f"{LOGS}/pretrain/{{model}}/pt{{tokens}}.log",
     threads: THREADS
+    resources:
+        mem_mb=mem_mb("pretrain"),
+        runtime=runtime("pretrain"),
+        gpu=gpus("pretraining"),
     run:
         run_step("pretrain", dict(
             corpus=input.corpus, eval_corpus=input.eval_corpus, tokenizer=input.tokenizer,

@@ -10,6 +10,9 @@ rule score:
         threshold=config["scoring"]["threshold"],
         config_hash=lambda w: config_hash(upstream_slice(w, through="score")),
         code=CODE["score"],
+    resources:
+        mem_mb=mem_mb("score"),
+        runtime=runtime("score"),
     log:
         f"{LOGS}/score/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
     run:
