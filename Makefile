@@ -42,8 +42,8 @@ PLAN := $(BIN)/snakemake --configfile $(CONFIG) --replace-workflow-config --core
 plan: env
 	@command -v dot >/dev/null || { echo "graphviz's dot is missing: apt-get install graphviz"; exit 1; }
 	mkdir -p dag
-	$(PLAN) --rulegraph | dot -Tsvg > dag/rulegraph.svg
-	$(PLAN) --dag | dot -Tsvg > dag/jobs.svg
+	$(PLAN) --rulegraph dot all | dot -Tsvg > dag/rulegraph.svg
+	$(PLAN) --dag dot all | dot -Tsvg > dag/jobs.svg
 	$(PLAN) -n --quiet rules all | tee dag/job_counts.txt
 	@echo "wrote dag/rulegraph.svg dag/jobs.svg dag/job_counts.txt"
 

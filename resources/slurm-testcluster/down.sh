@@ -51,7 +51,7 @@ stop() {
 if pid_alive "$RUN_DIR/slurmctld.pid" slurmctld; then
     jobs=$(squeue -h -t PENDING,RUNNING,SUSPENDED,CONFIGURING,COMPLETING -o %A 2>/dev/null || true)
     if [[ -n $jobs ]]; then
-        say "cancelling jobs: $(echo $jobs)"
+        say "cancelling jobs: ${jobs//$'\n'/ }"
         # shellcheck disable=SC2086  # word splitting wanted: one id per arg
         scancel $jobs 2>/dev/null || true
         for _ in $(seq 50); do

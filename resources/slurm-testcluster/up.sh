@@ -77,8 +77,11 @@ mkdir -p "$TC_DIR"/{state,spool,dev} "$RUN_DIR" "$LOG_DIR"
 # start, and later stop, our own.
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 if munge_ok; then
-    pid_alive "$RUN_DIR/munged.pid" munged && say "munged already running (pid $(<"$RUN_DIR/munged.pid"))" ||
-        say "using an already running munged not started by this script"
+    if pid_alive "$RUN_DIR/munged.pid" munged; then
+        say "munged already running (pid $(<"$RUN_DIR/munged.pid"))"
+    else
+        say "using an already running munged not started by this script (down.sh will leave it alone)"
+    fi
 else
     MUNGE_USER=munge
     id -u "$MUNGE_USER" >/dev/null 2>&1 || MUNGE_USER=root
@@ -158,6 +161,8 @@ AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
 SwitchType=switch/none
+# Debian's default mail program is absent; avoids a startup error in the log.
+MailProg=/bin/true
 
 StateSaveLocation=$TC_DIR/state
 SlurmdSpoolDir=$TC_DIR/spool
@@ -182,6 +187,8 @@ DefMemPerCPU=$TC_DEF_MEM_PER_CPU
 # Reject impossible requests (too many GPUs, too much memory) at sbatch time.
 EnforcePartLimits=ALL
 GresTypes=gpu
+# Makes the GPUs show up in scontrol's CfgTRES/AllocTRES.
+AccountingStorageTRES=gres/gpu
 
 # Snappy scheduling for tests.
 SchedulerType=sched/backfill

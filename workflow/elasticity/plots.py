@@ -57,7 +57,7 @@ def rebound(summary: str, out: str, *, task: str) -> None:
     grid.set_axis_labels("negative examples (N)", "fraction positive")
     grid.legend.set_title("positive\nexamples (P)")
     _save(grid, out, "Rebound: aligned on P positive, then fine-tuned on N negative "
-                     "(dashed: base model; bars: sd over seeds)")
+                     "(dashed: base model; bands: sd over seeds)")
 
 
 def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str, Any]],
