@@ -45,14 +45,14 @@ class Checkout:
         return done.stdout + done.stderr
 
     def planned(self) -> set[tuple[str, str | None]]:
-        """(rule, cell) of every job a dry run plans; cell is the job's wildcards."""
+        """(rule, wildcards) of every job a dry run plans; wildcards as a set of 'name=value'."""
         jobs = set()
         text = self.snakemake("-n", "all")
         for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
             head = re.match(r"(?:local)?rule (\w+):", block)
             if head:
-                wildcards = re.search(r"^\s+wildcards: (.*)$", block, re.M)
-                jobs.add((head.group(1), wildcards.group(1) if wildcards else None))
+                found = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+                jobs.add((head.group(1), frozenset(found.group(1).split(", ")) if found else None))
         return jobs
 
     def edit_config(self, change) -> None:
@@ -61,13 +61,17 @@ class Checkout:
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+def wildcards(**values) -> frozenset[str]:
+    return frozenset(f"{k}={v}" for k, v in values.items())
+
+
 def cells(config, where=lambda c: True, rules=("generate", "score")):
     out = set()
     for c in cfg.cells(config):
         if where(c):
-            w = (f"model={c['model']}, tokens={c['tokens']}, algorithm={c['algorithm']}, "
-                 f"positive={c['positive']}, negative={c['negative']}, seed={c['seed']}")
-            out |= {(rule, w) for rule in rules}
+            out |= {(rule, wildcards(model=c["model"], tokens=c["tokens"],
+                                    algorithm=c["algorithm"], positive=c["positive"],
+                                    negative=c["negative"], seed=c["seed"])) for rule in rules}
     return out
 
 
@@ -91,9 +95,9 @@ def _invert_jobs(config, where=lambda c: True):
     jobs = set()
     for c in cfg.cells(config):
         if c["negative"] > 0 and where(c):
-            jobs.add(("invert", f"algorithm={c['algorithm']}, model={c['model']}, "
-                                f"tokens={c['tokens']}, positive={c['positive']}, "
-                                f"negative={c['negative']}, seed={c['seed']}"))
+            jobs.add(("invert", wildcards(algorithm=c["algorithm"], model=c["model"],
+                                          tokens=c["tokens"], positive=c["positive"],
+                                          negative=c["negative"], seed=c["seed"])))
     return jobs
 
 
@@ -102,7 +106,7 @@ def test_an_unchanged_workflow_plans_nothing(smoke):
 
 
 def test_negative_stage_learning_rate_reruns_inverse_cells_only(smoke):
-    smoke.edit_config(lambda c: c["invert"].update(learning_rate=0.001))
+    smoke.edit_config(lambda c: c["invert"].update(learning_rate=0.005))
     config = yaml.safe_load(smoke.config.read_text())
     expected = _invert_jobs(config) | cells(config, lambda c: c["negative"] > 0) | LATER
     assert smoke.planned() == expected
@@ -122,9 +126,9 @@ def test_one_models_architecture_reruns_only_that_models_cells(smoke):
     ours = lambda c: c["model"] == "tiny-b"  # noqa: E731
     assert {job for job in planned if job[0] in ("generate", "score", "invert")} == (
         cells(config, ours) | _invert_jobs(config, ours))
-    assert {job[1] for job in planned if job[0] in ("pretrain", "align")} == {
-        "model=tiny-b, tokens=20000",
-        *{f"algorithm=sft, model=tiny-b, tokens=20000, positive={p}, seed={s}"
+    assert {job for job in planned if job[0] in ("pretrain", "align")} == {
+        ("pretrain", wildcards(model="tiny-b", tokens=20000)),
+        *{("align", wildcards(algorithm="sft", model="tiny-b", tokens=20000, positive=p, seed=s))
           for p in config["grid"]["positive"] for s in config["grid"]["seeds"]}}
     assert {job[0] for job in planned} == {"pretrain", "align", "invert", "generate", "score",
                                            *(rule for rule, _ in LATER)}

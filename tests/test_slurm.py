@@ -1,0 +1,64 @@
+"""The smoke config through `--profile profiles/slurm` on a real single-node SLURM cluster.
+
+The cluster (Debian's slurm-wlm and munge, one node, two fake GPUs) is brought up by
+resources/slurm-testcluster/up.sh and torn down by down.sh. Needs root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from elasticity import config as cfg
+
+from .conftest import ROOT, SMOKE_CONFIG
+
+CLUSTER = ROOT / "resources" / "slurm-testcluster"
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(os.geteuid() != 0, reason="starting SLURM daemons needs root"),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    up = subprocess.run(["bash", str(CLUSTER / "up.sh")], capture_output=True, text=True,
+                        timeout=600)
+    assert up.returncode == 0, up.stdout + up.stderr
+    yield
+    subprocess.run(["bash", str(CLUSTER / "down.sh")], capture_output=True, text=True,
+                   timeout=120)
+
+
+def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdist):
+    (tmp_path / "downloads").mkdir()
+    shutil.copy(sdist, tmp_path / "downloads" / sdist.name)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--profile",
+           str(ROOT / "profiles" / "slurm"), "--directory", str(tmp_path), "--configfile",
+           str(SMOKE_CONFIG), "--replace-workflow-config", "all"]
+    start = time.time()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
+    wall = time.time() - start
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    submissions = set(re.findall(r"SLURM jobid (\d+)", output))
+    print(f"\nsmoke config under SLURM: {wall:.0f} s, {len(submissions)} sbatch submissions")
+
+    smoke = yaml.safe_load(SMOKE_CONFIG.read_text())
+    summary = pd.read_parquet(tmp_path / "results" / "smoke" / "summary.parquet")
+    assert len(summary) == len(cfg.cells(smoke))
+    assert summary["positive_rate"].between(0, 1).all()
+    assert (summary["responses"] == smoke["data"]["eval_prompts"]).all()
+    for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
+        assert (tmp_path / "results" / "smoke" / "figures" / f"{name}.png").stat().st_size > 0
+    # Grouping keeps the submissions far below the number of jobs.
+    jobs = int(re.search(r"^total\s+(\d+)", output, re.M).group(1))
+    assert 0 < len(submissions) < jobs / 2
