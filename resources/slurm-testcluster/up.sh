@@ -25,6 +25,13 @@ say() { echo "up.sh: $*"; }
 [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages, writes $CONF_DIR and starts daemons)"
 [[ $TC_GPUS =~ ^[0-9]+$ ]] || die "SLURM_TC_GPUS must be a non-negative integer, got '$TC_GPUS'"
 
+# Never clobber a real cluster's config on a workstation by accident; checked
+# before anything is started.
+if [[ -e $CONF_DIR/slurm.conf ]] && ! grep -qF "$MARKER" "$CONF_DIR/slurm.conf" &&
+   [[ ${SLURM_TC_FORCE:-0} != 1 ]]; then
+    die "$CONF_DIR/slurm.conf exists and was not written by this script; set SLURM_TC_FORCE=1 to replace it (a .bak copy is kept)"
+fi
+
 RUN_DIR=$TC_DIR/run
 LOG_DIR=$TC_DIR/log
 NODE=$(hostname -s)
@@ -116,15 +123,16 @@ ctld_up=0; slurmd_up=0
 pid_alive "$RUN_DIR/slurmctld.pid" slurmctld && ctld_up=1
 pid_alive "$RUN_DIR/slurmd.pid" slurmd && slurmd_up=1
 
-if ((ctld_up || slurmd_up)); then
+if ((ctld_up != slurmd_up)); then
+    # Typically the leftover of a failed start; which config it runs is
+    # unknown, so restart cleanly rather than guess.
+    die "only one of slurmctld/slurmd is running (slurmctld=$ctld_up slurmd=$slurmd_up); run down.sh, then up.sh"
+elif ((ctld_up)); then
     # Rewriting the config under running daemons would make them disagree
     # with it; keep what they were started with.
     say "slurm daemons already running; leaving $CONF_DIR/slurm.conf as is (run down.sh first to apply changes)"
 else
     if [[ -e $CONF_DIR/slurm.conf ]] && ! grep -qF "$MARKER" "$CONF_DIR/slurm.conf"; then
-        # Never clobber a real cluster's config on a workstation by accident.
-        [[ ${SLURM_TC_FORCE:-0} == 1 ]] ||
-            die "$CONF_DIR/slurm.conf exists and was not written by this script; set SLURM_TC_FORCE=1 to replace it (a .bak copy is kept)"
         cp -a "$CONF_DIR/slurm.conf" "$CONF_DIR/slurm.conf.bak.$(date +%s)"
     fi
     mkdir -p "$CONF_DIR"
@@ -187,8 +195,6 @@ DefMemPerCPU=$TC_DEF_MEM_PER_CPU
 # Reject impossible requests (too many GPUs, too much memory) at sbatch time.
 EnforcePartLimits=ALL
 GresTypes=gpu
-# Makes the GPUs show up in scontrol's CfgTRES/AllocTRES.
-AccountingStorageTRES=gres/gpu
 
 # Snappy scheduling for tests.
 SchedulerType=sched/backfill
@@ -255,17 +261,25 @@ else
 fi
 
 # ---- wait for the node --------------------------------------------------------
+# Wall-clock deadline, not an iteration count: while slurmctld is unreachable
+# each sinfo call blocks for ~10 s (MessageTimeout) before it fails.
 state=""
-for ((t = 0; t < TC_TIMEOUT * 2; t++)); do
-    state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n1 || true)
+deadline=$((SECONDS + TC_TIMEOUT))
+while ((SECONDS < deadline)); do
+    # A daemon that dies right after forking (e.g. a fatal config error) shows
+    # up here; fail at once instead of waiting out the timeout.
+    for d in slurmctld slurmd; do
+        pid_alive "$RUN_DIR/$d.pid" "$d" || { show_logs; die "$d exited during start-up (log above); run down.sh before retrying"; }
+    done
+    state=$(timeout 5 sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n1 || true)
     # mixed/allocated: a second up.sh while jobs run is still a healthy cluster.
     [[ $state == idle || $state == mixed || $state == allocated ]] && break
     sleep 0.5
 done
 if [[ $state != idle && $state != mixed && $state != allocated ]]; then
     show_logs
-    sinfo -N -l >&2 || true
-    die "node $NODE not idle after ${TC_TIMEOUT}s (state: '${state:-none}')"
+    timeout 5 sinfo -N -l >&2 || true
+    die "node $NODE not idle after ${TC_TIMEOUT}s (state: '${state:-none}'); daemons left running for inspection, stop them with down.sh"
 fi
 
 echo "slurm test cluster up: node $NODE ($state), partition main, $(sinfo -h -n "$NODE" -o '%c CPUs, %m MB, gres %G') conf $CONF_DIR/slurm.conf, state $TC_DIR"
