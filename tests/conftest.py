@@ -36,11 +36,7 @@ def small_splits(tmp_path_factory, sdist) -> Path:
     """The smoke config's splits, written by the real `prepare` step."""
     d = yaml.safe_load(SMOKE_CONFIG.read_text())["data"]
     out = tmp_path_factory.mktemp("splits")
-    data.prepare(str(sdist), str(out), seed=d["split_seed"],
-                 polarity_threshold=d["polarity_threshold"],
-                 positive_pool=d["pools"]["positive"], negative_pool=d["pools"]["negative"],
-                 eval_prompts=d["eval_prompts"], prompt_words=d["prompt_words"],
-                 pretrain_eval=d["pretrain_eval"])
+    data.prepare(str(sdist), str(out), **{k: v for k, v in d.items() if k != "source"})
     return out
 
 

@@ -190,24 +190,25 @@ def prepare(
     sdist: str,
     out_dir: str,
     *,
-    seed: int,
+    split_seed: int,
     polarity_threshold: float,
-    positive_pool: int,
-    negative_pool: int,
+    pools: dict[str, int],
     eval_prompts: int,
     prompt_words: list[int],
     pretrain_eval: int,
 ) -> None:
-    """Step `prepare_data`: read the snippets, split them, write one parquet per split."""
+    """Step `prepare_data`: read the snippets, split them, write one parquet per split.
+
+    The keyword arguments are the config's `data` section (without `source`)."""
     from elasticity.scoring import VADER_POSITIVE, vader_scores
 
-    params = dict(seed=seed, polarity_threshold=polarity_threshold, positive_pool=positive_pool,
-                  negative_pool=negative_pool, eval_prompts=eval_prompts,
-                  prompt_words=prompt_words, pretrain_eval=pretrain_eval)
+    params = dict(split_seed=split_seed, polarity_threshold=polarity_threshold, pools=pools,
+                  eval_prompts=eval_prompts, prompt_words=prompt_words,
+                  pretrain_eval=pretrain_eval)
     snippets = read_snippets(sdist)
     log.info("read %d snippets: %s", len(snippets), snippets["source"].value_counts().to_dict())
-    splits = make_splits(snippets, seed=seed, polarity_threshold=polarity_threshold,
-                         positive_pool=positive_pool, negative_pool=negative_pool,
+    splits = make_splits(snippets, seed=split_seed, polarity_threshold=polarity_threshold,
+                         positive_pool=pools["positive"], negative_pool=pools["negative"],
                          eval_prompts=eval_prompts, prompt_words=tuple(prompt_words),
                          pretrain_eval=pretrain_eval)
     summary = {}

@@ -19,6 +19,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,7 @@ def run_here(step: str, kwargs: dict[str, Any], threads: int = 1) -> Any:
     return result
 
 
-def _child(step: str, kwargs: dict[str, Any], log: str, threads: int) -> None:
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout = os.fdopen(1, "w", buffering=1)
-    sys.stderr = os.fdopen(2, "w", buffering=1)
+def _run_logged(step: str, kwargs: dict[str, Any], log: str, threads: int) -> None:
     try:
         run_here(step, kwargs, threads)
     except BaseException as err:
@@ -99,12 +94,28 @@ def _child(step: str, kwargs: dict[str, Any], log: str, threads: int) -> None:
                            f"(traceback in {log})") from None
 
 
-def run_step(step: str, kwargs: dict[str, Any], log: str, threads: int = 1) -> None:
-    """Run a step in a process forked from the preloaded server; its output goes to `log`."""
+def _child(step: str, kwargs: dict[str, Any], log: str, threads: int) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    _run_logged(step, kwargs, log, threads)
+
+
+def run_step(step: str, kwargs: dict[str, Any], log: str, threads: int = 1,
+             fork: bool = True) -> None:
+    """Run a step with its output in `log`: in a process forked from the preloaded server, or,
+    with fork=False (a process that runs this one job), here."""
     resolve(step)  # an unknown step fails here, before a process is made
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
         fh.write(f"# by hand: {by_hand_command(step, kwargs, threads)}\n")
+    if not fork:
+        with open(log, "a", buffering=1) as fh, redirect_stdout(fh), redirect_stderr(fh):
+            _run_logged(step, kwargs, log, threads)
+        return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:

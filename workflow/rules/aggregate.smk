@@ -19,6 +19,5 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     run:
-        run_step("aggregate", dict(scores=list(input.scores), bases=list(input.bases),
-                                   out_rows=output.rows, out_summary=output.summary,
-                                   out_bases=output.bases), log=log[0])
+        step("aggregate", log, scores=list(input.scores), bases=list(input.bases),
+             out_rows=output.rows, out_summary=output.summary, out_bases=output.bases)

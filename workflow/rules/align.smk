@@ -9,6 +9,8 @@ rule align:
     output:
         directory(ALIGNED),
     params:
+        n=lambda w: int(w.positive),
+        seed=lambda w: int(w.seed),
         hparams=config["align"],
         code=CODE["finetune"],
     log:
@@ -19,6 +21,5 @@ rule align:
         runtime=runtime("finetune"),
         gpu=gpus("align"),
     run:
-        run_step("finetune", dict(model=input.model, pool=input.pool, out=output[0],
-                                  n=int(wildcards.positive), hparams=params.hparams,
-                                  seed=int(wildcards.seed)), log=log[0], threads=threads)
+        step("finetune", log, threads, model=input.model, pool=input.pool, out=output[0],
+             n=params.n, hparams=params.hparams, seed=params.seed)

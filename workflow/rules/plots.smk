@@ -18,8 +18,7 @@ rule plot_rebound:
     log:
         f"{LOGS}/plots/fig4_rebound.log",
     run:
-        run_step("plot_rebound", dict(summary=input[0], out=output[0], task=params.task),
-                 log=log[0])
+        step("plot_rebound", log, summary=input[0], out=output[0], task=params.task)
 
 
 rule plot_size:
@@ -36,10 +35,8 @@ rule plot_size:
     run:
         bases = [dict(model=m, pretrain_tokens=params.axis["pretrain_tokens"])
                  for m in params.axis["models"]]
-        run_step("plot_axis", dict(summary=input[0], out=output[0], task=params.task,
-                                   hue="model", bases=bases,
-                                   title="Rebound by model size (bands: sd over seeds)"),
-                 log=log[0])
+        step("plot_axis", log, summary=input[0], out=output[0], task=params.task,
+             hue="model", bases=bases, title="Rebound by model size (bands: sd over seeds)")
 
 
 rule plot_pretraining:
@@ -56,7 +53,6 @@ rule plot_pretraining:
     run:
         bases = [dict(model=params.axis["model"], pretrain_tokens=t)
                  for t in params.axis["pretrain_tokens"]]
-        run_step("plot_axis", dict(summary=input[0], out=output[0], task=params.task,
-                                   hue="pretrain_tokens", bases=bases,
-                                   title="Rebound by pretraining volume (bands: sd over seeds)"),
-                 log=log[0])
+        step("plot_axis", log, summary=input[0], out=output[0], task=params.task,
+             hue="pretrain_tokens", bases=bases,
+             title="Rebound by pretraining volume (bands: sd over seeds)")

@@ -13,13 +13,7 @@ rule tokenizer:
     log:
         f"{LOGS}/tokenizer.log",
     run:
-        run_step("tokenizer", dict(corpus=input[0], out=output[0], **params.tokenizer),
-                 log=log[0])
-
-
-def previous_checkpoint(w) -> list[str]:
-    tokens = cfg.previous_budget(config, w.model, int(w.tokens))
-    return [] if tokens is None else [BASE.format(model=w.model, tokens=tokens)]
+        step("tokenizer", log, corpus=input[0], out=output[0], **params.tokenizer)
 
 
 rule pretrain:
@@ -31,8 +25,11 @@ rule pretrain:
     output:
         directory(BASE),
     params:
-        architecture=lambda w: config["models"][w.model],
+        architecture=architecture,
+        tokens=lambda w: int(w.tokens),
+        previous=lambda w: (previous_checkpoint(w) or [None])[0],
         hparams=config["pretraining"],
+        seed=config["pretraining"]["seed"],
         code=CODE["pretrain"],
     log:
         f"{LOGS}/pretrain/{{model}}/pt{{tokens}}.log",
@@ -42,10 +39,7 @@ rule pretrain:
         runtime=runtime("pretrain"),
         gpu=gpus("pretraining"),
     run:
-        run_step("pretrain", dict(
-            corpus=input.corpus, eval_corpus=input.eval_corpus, tokenizer=input.tokenizer,
-            out=output[0], model_name=wildcards.model,
-            architecture=dict(params.architecture, max_position_embeddings=2 * params.hparams["seq_len"],
-                              tie_word_embeddings=True),
-            tokens=int(wildcards.tokens), previous=input.previous[0] if input.previous else None,
-            hparams=params.hparams, seed=params.hparams["seed"]), log=log[0], threads=threads)
+        step("pretrain", log, threads, corpus=input.corpus, eval_corpus=input.eval_corpus,
+             tokenizer=input.tokenizer, out=output[0], model_name=wildcards.model,
+             architecture=params.architecture, tokens=params.tokens, previous=params.previous,
+             hparams=params.hparams, seed=params.seed)

@@ -3,9 +3,9 @@
 
 rule score:
     input:
-        CELL + "/generations.parquet",
+        f"{CELL}/generations.parquet",
     output:
-        CELL + "/scores.parquet",
+        f"{CELL}/scores.parquet",
     params:
         threshold=config["scoring"]["threshold"],
         config_hash=lambda w: config_hash(upstream_slice(w, through="score")),
@@ -16,6 +16,5 @@ rule score:
     log:
         f"{LOGS}/score/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
     run:
-        run_step("score", dict(generations=input[0], out=output[0],
-                               threshold=params.threshold, config_hash=params.config_hash),
-                 log=log[0])
+        step("score", log, generations=input[0], out=output[0], threshold=params.threshold,
+             config_hash=params.config_hash)
