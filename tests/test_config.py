@@ -58,7 +58,10 @@ def test_the_grid_derives_bases_chains_and_cells():
     assert cfg.bases(DEFAULT_CONFIG) == [("micro-l", 600000), ("micro-m", 150000),
                                          ("micro-m", 300000), ("micro-m", 600000),
                                          ("micro-s", 600000)]
+    assert cfg.checkpoints(DEFAULT_CONFIG) == [(m, t) for m in ("micro-l", "micro-m", "micro-s")
+                                              for t in (150000, 300000, 600000)]
     assert cfg.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 300000
+    assert cfg.previous_budget(DEFAULT_CONFIG, "micro-s", 600000) == 300000
     assert cfg.previous_budget(DEFAULT_CONFIG, "micro-m", 150000) is None
     cells = cfg.cells(DEFAULT_CONFIG)
     grid = DEFAULT_CONFIG["grid"]

@@ -127,7 +127,7 @@ def test_one_models_architecture_reruns_only_that_models_cells(smoke):
     assert {job for job in planned if job[0] in ("generate", "score", "invert")} == (
         cells(config, ours) | _invert_jobs(config, ours))
     assert {job for job in planned if job[0] in ("pretrain", "align")} == {
-        ("pretrain", wildcards(model="tiny-b", tokens=20000)),
+        *{("pretrain", wildcards(model="tiny-b", tokens=t)) for t in (10000, 20000)},
         *{("align", wildcards(algorithm="sft", model="tiny-b", tokens=20000, positive=p, seed=s))
           for p in config["grid"]["positive"] for s in config["grid"]["seeds"]}}
     assert {job[0] for job in planned} == {"pretrain", "align", "invert", "generate", "score",

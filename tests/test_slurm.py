@@ -64,7 +64,7 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     # One submission per training or generation job; scoring and data preparation grouped;
     # the download, aggregation and plots local.
     cells = cfg.cells(smoke)
-    expected = (len(cfg.bases(smoke)) + sum(c["algorithm"] != "none" and c["negative"] == 0
+    expected = (len(cfg.checkpoints(smoke)) + sum(c["algorithm"] != "none" and c["negative"] == 0
                                             for c in cells)
                 + sum(c["negative"] > 0 for c in cells) + len(cells) + 1 + 1)
     assert len(submissions) == expected

@@ -41,7 +41,8 @@ def aggregate(scores: list[str], bases: list[str], out_rows: str, out_summary: s
 
 
 def base_table(bases: list[str], summary: pd.DataFrame) -> pd.DataFrame:
-    """Each base checkpoint: its size, pretraining, held-out loss and own positive rate."""
+    """Each checkpoint pretraining saved: size, tokens, held-out loss and, for those in the
+    grid, the base model's own positive rate."""
     records = []
     for base in bases:
         meta = json.loads((Path(base) / "base_metrics.json").read_text())

@@ -85,9 +85,21 @@ def bases(config: dict[str, Any]) -> list[tuple[str, int]]:
     return sorted(found)
 
 
+def checkpoints(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """Every checkpoint pretraining saves: each model of the grid at every budget of either axis,
+    up to the largest the grid takes from that model. A model's budgets form one chain, so the
+    intermediate checkpoints cost no extra training."""
+    grid = config["grid"]
+    every = {grid["size_axis"]["pretrain_tokens"], *grid["pretraining_axis"]["pretrain_tokens"]}
+    top: dict[str, int] = {}
+    for model, tokens in bases(config):
+        top[model] = max(tokens, top.get(model, 0))
+    return sorted((m, t) for m, largest in top.items() for t in every if t <= largest)
+
+
 def budgets(config: dict[str, Any], model: str) -> list[int]:
     """The budgets at which `model` is checkpointed, ascending (each continues the previous)."""
-    return sorted(t for m, t in bases(config) if m == model)
+    return sorted(t for m, t in checkpoints(config) if m == model)
 
 
 def previous_budget(config: dict[str, Any], model: str, tokens: int) -> int | None:

@@ -9,7 +9,7 @@ localrules:
 rule aggregate:
     input:
         scores=all_cells("scores"),
-        bases=all_bases(),
+        bases=all_checkpoints(),
     output:
         rows=RESPONSES,
         summary=SUMMARY,

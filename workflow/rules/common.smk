@@ -130,8 +130,8 @@ def all_cells(kind: str) -> list[str]:
     return [f"{cell}/{kind}.parquet" for cell in cells]
 
 
-def all_bases() -> list[str]:
-    return [BASE.format(model=m, tokens=t) for m, t in cfg.bases(config)]
+def all_checkpoints() -> list[str]:
+    return [BASE.format(model=m, tokens=t) for m, t in cfg.checkpoints(config)]
 
 
 def previous_checkpoint(w) -> list[str]:
