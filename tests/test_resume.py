@@ -40,10 +40,11 @@ def test_a_killed_finetune_resumes_to_the_uninterrupted_result(base_dir, small_s
         assert job.poll() is None, "the job ended before it could be killed"
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
+    # Killed as checkpoint-40 appears, most likely while it is being written.
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
     assert not out.exists()
-    assert (scratch / "checkpoint-40").exists()
+    assert list(scratch.glob("checkpoint-*"))
 
     metrics = finetuning.finetune(**args)
     assert metrics["steps"] == 12 * 13

@@ -61,10 +61,10 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     assert (summary["responses"] == smoke["data"]["eval_prompts"]).all()
     for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
         assert (tmp_path / "results" / "smoke" / "figures" / f"{name}.png").stat().st_size > 0
-    # One submission per training or generation job; scoring and data preparation grouped;
-    # the download, aggregation and plots local.
+    # One submission per training or generation job and one for data preparation with the
+    # tokenizer; the download, scoring, aggregation and plots run locally.
     cells = cfg.cells(smoke)
     expected = (len(cfg.checkpoints(smoke)) + sum(c["algorithm"] != "none" and c["negative"] == 0
                                             for c in cells)
-                + sum(c["negative"] > 0 for c in cells) + len(cells) + 1 + 1)
+                + sum(c["negative"] > 0 for c in cells) + len(cells) + 1)
     assert len(submissions) == expected

@@ -23,15 +23,14 @@ def scratch_dir(out: str) -> Path:
 def resumable_checkpoint(scratch: Path, job: dict[str, Any]) -> str | None:
     """The last checkpoint a killed run of this very job left in `scratch`, if any.
 
-    Checkpoints of a run with other arguments (a changed config) are discarded, not resumed.
+    Checkpoints of a run with other arguments (a changed config) are discarded, not resumed;
+    so is a checkpoint the kill interrupted while it was being written.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     stamp = scratch / "job.json"
     text = json.dumps(job, sort_keys=True, default=str)
     found = None
     if scratch.is_dir() and stamp.exists() and stamp.read_text() == text:
-        found = get_last_checkpoint(str(scratch))
+        found = _last_complete_checkpoint(scratch)
     if found:
         log.info("resuming from %s", found)
     else:
@@ -39,6 +38,20 @@ def resumable_checkpoint(scratch: Path, job: dict[str, Any]) -> str | None:
         scratch.mkdir(parents=True)
         stamp.write_text(text)
     return found
+
+
+def _last_complete_checkpoint(scratch: Path) -> str | None:
+    """The newest checkpoint-N whose trainer_state.json (the Trainer writes it last) is whole."""
+    steps = sorted((int(p.name.split("-")[1]), p) for p in scratch.glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit())
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            log.info("skipping %s: written only in part", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def trainer_kwargs(hparams: dict[str, Any], *, scratch: Path, seed: int) -> dict[str, Any]:

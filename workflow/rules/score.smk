@@ -1,5 +1,10 @@
 # Stage: VADER sentiment of every response; a response is positive when compound >= threshold.
 
+# About 50 ms a cell: on a cluster these run on the submit host instead of as submissions.
+localrules:
+    score,
+
+
 
 rule score:
     input:
