@@ -74,3 +74,9 @@ def base_dir(small_splits, tokenizer_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("base") / "pt4096"
     pretrain_tiny(small_splits, tokenizer_dir, out, 4096)
     return out
+
+
+def pytest_collection_modifyitems(items):
+    """Run the SLURM test last: once its cluster is down, every Snakemake start pays ~9 s while
+    the SLURM executor plugin's import waits for `scontrol` to give up on the controller."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)
