@@ -13,6 +13,7 @@ import yaml
 
 from elasticity import config as cfg
 from elasticity.aggregate import CELL_COLUMNS, SUMMARY_COLUMNS
+from elasticity.io import parquet_params
 
 from .conftest import ROOT, SMOKE_CONFIG
 
@@ -56,6 +57,9 @@ def test_every_cell_is_scored_with_its_coordinates_and_provenance(smoke_run):
     assert (summary["responses"] == SMOKE["data"]["eval_prompts"]).all()
     assert summary["config_hash"].is_unique
     assert summary["code_version"].str.startswith("0.1.0").all()
+    # Each file also records the exact parameters of the job that wrote it.
+    scores = next(out.glob("cells/tiny-a/pt10000/sft/pos40/neg20/seed1/scores.parquet"))
+    assert parquet_params(scores)["threshold"] == SMOKE["scoring"]["threshold"]
     # Each model's size is the real parameter count, larger for the wider model.
     sizes = summary.groupby("model")["model_parameters"].unique()
     assert sizes["tiny-a"][0] < sizes["tiny-b"][0]

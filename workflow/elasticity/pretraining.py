@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from elasticity.io import atomic_path, write_json
-from elasticity.models import build_model, load_tokenizer, parameter_count
+from elasticity.models import build_model, load_tokenizer, parameter_count, texts_of
 from elasticity.training import discard, resumable_checkpoint, scratch_dir, trainer_kwargs
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,6 @@ def pretrain(
 ) -> dict[str, Any]:
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
-
-    from elasticity.models import texts_of
 
     tok = load_tokenizer(tokenizer)
     seq_len = hparams["seq_len"]
