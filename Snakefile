@@ -1,15 +1,14 @@
 # elasticity: does a language model resist alignment? (Ji et al., ACL 2025)
-# This file is the table of contents; each stage lives in workflow/rules/.
+# This file is the table of contents; each stage lives in workflow/rules/. The embedded default
+# config (config.yaml) is read in common.smk, strictly; `--configfile my.yaml` overrides it.
 
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
-
-
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/align.smk"
@@ -17,12 +16,10 @@ include: "workflow/rules/invert.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/aggregate.smk"
-include: "workflow/rules/plots.smk"
+include: "workflow/rules/rebound.smk"
 
 
 rule all:
     input:
-        SUMMARY,
-        BASE_TABLE,
-        FIGURES,
+        [target for name in config["experiments"] for target in EXPERIMENT_TARGETS[name]],
     default_target: True

@@ -6,13 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
+from elasticity import config as cfg
 from elasticity import data, models, pretraining
+from elasticity.configfile import load_yaml, merge
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = yaml.safe_load((ROOT / "config.yaml").read_text())
+DEFAULT_CONFIG = load_yaml(ROOT / "config.yaml")
 SMOKE_CONFIG = ROOT / "resources" / "configs" / "smoke.yaml"
+# The smoke config as the workflow sees it: the default with the smoke file's overrides.
+SMOKE = merge(DEFAULT_CONFIG, load_yaml(SMOKE_CONFIG))
 SOURCE = DEFAULT_CONFIG["data"]["source"]
 
 
@@ -34,9 +37,9 @@ def snippets(sdist):
 @pytest.fixture(scope="session")
 def small_splits(tmp_path_factory, sdist) -> Path:
     """The smoke config's splits, written by the real `prepare` step."""
-    d = yaml.safe_load(SMOKE_CONFIG.read_text())["data"]
+    d = dict(SMOKE["data"])
     out = tmp_path_factory.mktemp("splits")
-    data.prepare(str(sdist), str(out), **{k: v for k, v in d.items() if k != "source"})
+    data.prepare(str(sdist), str(out), sha256=d.pop("source")["sha256"], **d)
     return out
 
 
@@ -48,8 +51,7 @@ def workdir(tmp_path, sdist) -> Path:
     return tmp_path
 
 
-SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
-TINY_ARCH = dict(SMOKE["models"]["tiny-a"], max_position_embeddings=64, tie_word_embeddings=True)
+TINY_ARCH = cfg.model_architecture(SMOKE, "tiny-a")
 
 
 def pretrain_tiny(small_splits: Path, tokenizer_dir: Path, out: Path, tokens: int,
@@ -58,7 +60,8 @@ def pretrain_tiny(small_splits: Path, tokenizer_dir: Path, out: Path, tokens: in
         str(small_splits / "pretrain.parquet"), str(small_splits / "pretrain_eval.parquet"),
         str(tokenizer_dir), str(out), model_name="tiny-a", architecture=TINY_ARCH,
         tokens=tokens, previous=None if previous is None else str(previous),
-        hparams=SMOKE["pretraining"], seed=0)
+        seq_len=SMOKE["pretraining"]["seq_len"], trainer=SMOKE["pretraining"]["trainer"],
+        device="cpu", seed=0)
 
 
 @pytest.fixture(scope="session")

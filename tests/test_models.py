@@ -3,14 +3,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from elasticity import finetuning, models
 from elasticity.io import write_parquet
 
-from .conftest import SMOKE_CONFIG, pretrain_tiny
-
-SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
+from .conftest import SMOKE, pretrain_tiny
 
 
 def test_tokenizer_round_trips_text_and_opens_with_bos(tokenizer_dir):
@@ -42,17 +39,40 @@ def test_a_budget_chain_equals_one_uninterrupted_run(small_splits, tokenizer_dir
         assert torch.equal(x, y), name
 
 
+def sft(base_dir, small_splits, out, examples, previous=None, **trainer) -> dict:
+    return finetuning.finetune(
+        str(base_dir), str(small_splits / "positive.parquet"), str(out), examples=examples,
+        previous=None if previous is None else str(previous),
+        trainer=dict(SMOKE["align"]["sft"], **trainer), device="cpu", seed=0)
+
+
+def assert_same_weights(a_dir, b_dir) -> None:
+    a, b = models.load_model(str(a_dir)), models.load_model(str(b_dir))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
 def test_one_sft_run_changes_the_weights(base_dir, small_splits, tmp_path):
     out = tmp_path / "aligned"
-    hp = dict(SMOKE["align"], checkpoint_every_steps=1000)
-    metrics = finetuning.finetune(str(base_dir), str(small_splits / "positive.parquet"),
-                                  str(out), n=16, hparams=hp, seed=0)
+    metrics = sft(base_dir, small_splits, out, 16)
     assert metrics["steps"] == 2 and metrics["train_tokens"] > 16
     before, after = models.load_model(str(base_dir)), models.load_model(str(out))
     changed = [n for (n, x), (_, y) in zip(before.state_dict().items(),
                                            after.state_dict().items(), strict=True)
                if not torch.equal(x, y)]
     assert "model.layers.0.mlp.up_proj.weight" in changed
+
+
+def test_a_training_link_equals_an_independent_run(base_dir, small_splits, tmp_path):
+    """The P = 40 link continues the P = 16 model on examples 17-40 (weights, optimizer, step
+    count, data position) and ends exactly where one run over the first 40 examples ends; a
+    trainer that reshuffled the examples would not."""
+    direct = sft(base_dir, small_splits, tmp_path / "direct", 40)
+    sft(base_dir, small_splits, tmp_path / "first", 16)
+    link = sft(base_dir, small_splits, tmp_path / "link", 40, previous=tmp_path / "first")
+    assert link["examples_trained_here"] == 24 and link["steps"] == direct["steps"] == 5
+    assert link["train_tokens"] < direct["train_tokens"]
+    assert_same_weights(tmp_path / "direct", tmp_path / "link")
 
 
 def test_examples_are_nested_across_volumes(small_splits):

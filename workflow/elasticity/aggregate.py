@@ -1,38 +1,65 @@
-"""Step `aggregate`: every scored cell of an experiment in one table, and one row per cell."""
+"""Step `aggregate`: every scored cell of an experiment in one table, and one row per cell.
+
+Files are trusted by their contents, not their names: each file's rows must carry the
+coordinates of the cell it was asked for, and every expected cell must appear exactly once.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from elasticity.io import read_parquet, write_parquet
+from elasticity.grid import BASE, COLUMNS, Cell
+from elasticity.io import DamagedOutputError, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
-# The coordinates of a cell; every row of every results table carries them.
-CELL_COLUMNS = ["task", "model", "pretrain_tokens", "algorithm", "positive_examples",
-                "negative_examples", "seed"]
-SUMMARY_COLUMNS = CELL_COLUMNS + ["model_parameters", "positive_rate", "mean_compound",
-                                  "responses", "config_hash", "code_version"]
+SUMMARY_COLUMNS = COLUMNS + ["model_parameters", "positive_rate", "mean_score", "responses",
+                             "config_hash", "code_version"]
+ROW_COLUMNS = COLUMNS + ["uid", "prompt", "response", "score", "is_positive", "model_parameters",
+                         "config_hash", "code_version"]
+
+
+class CellMismatchError(ValueError):
+    """A results file whose rows belong to another cell than the one it stands for."""
+
+
+def read_cell(path: str, cell: Cell) -> pd.DataFrame:
+    """A cell's scores, checked to be that cell's: every row carries its coordinates."""
+    rows = read_parquet(path, ROW_COLUMNS)
+    found = {Cell.from_row(r) for r in rows[COLUMNS].drop_duplicates().to_dict("records")}
+    if found != {cell}:
+        shown = ", ".join(str(c.row()) for c in sorted(found)) or "no rows"
+        raise CellMismatchError(
+            f"{path} should hold the scores of cell {cell.row()} but holds {shown}: it was "
+            f"replaced or damaged. Rebuild it with `snakemake --force {path}` (plus the options "
+            f"of your run), then rerun.")
+    return rows
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: the fraction of positive responses (the paper's metric) and more."""
-    keys = CELL_COLUMNS + ["model_parameters", "config_hash", "code_version"]
+    keys = COLUMNS + ["model_parameters", "config_hash", "code_version"]
     return (rows.groupby(keys, dropna=False)
-            .agg(positive_rate=("is_positive", "mean"), mean_compound=("compound", "mean"),
+            .agg(positive_rate=("is_positive", "mean"), mean_score=("score", "mean"),
                  responses=("response", "size"))
             .reset_index()[SUMMARY_COLUMNS]
-            .sort_values(CELL_COLUMNS, ignore_index=True))
+            .sort_values(COLUMNS, ignore_index=True))
 
 
-def aggregate(scores: list[str], bases: list[str], out_rows: str, out_summary: str,
-              out_bases: str) -> None:
-    rows = pd.concat([read_parquet(p, CELL_COLUMNS + ["response", "compound", "is_positive"])
-                      for p in scores], ignore_index=True)
+def aggregate(scores: list[str], cells: list[dict[str, Any]], bases: list[str], out_rows: str,
+              out_summary: str, out_bases: str) -> None:
+    """scores[i] is the scores file of cells[i] (a cell's coordinates, see grid.Cell)."""
+    expected = [Cell.from_row(c) for c in cells]
+    if len(expected) != len(scores) or len(set(expected)) != len(expected):
+        raise ValueError(f"aggregate: {len(scores)} files for {len(set(expected))} distinct "
+                         f"cells ({len(expected)} given): each cell needs exactly one file")
+    rows = pd.concat([read_cell(p, c) for p, c in zip(scores, expected, strict=True)],
+                     ignore_index=True)
     summary = summarize(rows)
     log.info("%d responses in %d cells", len(rows), len(summary))
     write_parquet(rows, out_rows, {"cells": len(summary)})
@@ -45,11 +72,15 @@ def base_table(bases: list[str], summary: pd.DataFrame) -> pd.DataFrame:
     grid, the base model's own positive rate."""
     records = []
     for base in bases:
-        meta = json.loads((Path(base) / "base_metrics.json").read_text())
+        path = Path(base) / "base_metrics.json"
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise DamagedOutputError(base, err) from err
         records.append({k: meta[k] for k in ("model", "parameters", "pretrain_tokens",
                                              "eval_loss")})
     table = pd.DataFrame(records)
-    own = (summary[summary["algorithm"] == "none"]
+    own = (summary[summary["algorithm"] == BASE]
            .groupby(["model", "pretrain_tokens"])["positive_rate"]
            .agg(base_positive_rate="mean", base_positive_rate_sd="std").reset_index())
     return table.merge(own, on=["model", "pretrain_tokens"], how="left")

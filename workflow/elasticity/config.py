@@ -1,13 +1,32 @@
-"""The workflow config: checked against its schema and for consistency; the grid derived from it."""
+"""The workflow config, checked before any job runs: every problem names its key.
+
+Three layers, cheapest first: the JSON schema (types, names that become paths), the names the
+package implements (tasks, algorithms, scorers, experiments, trainer fields), then what the data
+and the machine can honour (pool sizes, budgets, devices, model architectures).
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from elasticity import data, grid, scoring
+from elasticity.checkcache import cached_problems, library_version
+from elasticity.trainer_config import (
+    ALGORITHMS,
+    effective_batch,
+    section_problems,
+    with_class_defaults,
+)
+
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# What each name can be: the implementations that exist.
+TASKS = ("sentiment",)
+EXPERIMENTS = ("rebound",)
+STAGE_DEVICES = ("pretraining", "align", "invert", "generation")
 
 
 class ConfigError(ValueError):
@@ -23,6 +42,12 @@ def _key(path) -> str:
 
 def _describe(error) -> str:
     key = _key(error.absolute_path)
+    if "propertyNames" in error.relative_schema_path:
+        return (f"config key '{key}' has an entry named {error.instance!r}, which cannot be "
+                f"part of a path: {_NAME_RULE}")
+    if error.validator == "pattern" and error.schema.get("pattern") == _NAME_PATTERN:
+        return f"config key '{key}' is {error.instance!r}, which cannot be part of a path: " \
+               f"{_NAME_RULE}"
     if error.validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
@@ -37,38 +62,88 @@ def _describe(error) -> str:
     return f"config key '{key}': {error.message}"
 
 
-def validate(config: dict[str, Any], schema_path: Path = SCHEMA) -> None:
-    """Raise ConfigError listing every problem, each naming its key and what was expected."""
+_SCHEMA = yaml.safe_load(SCHEMA.read_text())
+_NAME_PATTERN = _SCHEMA["$defs"]["name"]["pattern"]
+_NAME_RULE = ("letters, digits, '_', '.' and '-', starting with a letter or digit, at most 64 "
+              "characters")
+
+
+def validate(config: dict[str, Any], *, check_devices: bool = True) -> None:
+    """Raise ConfigError listing every problem, each naming its key and what would be valid.
+
+    check_devices: whether this machine runs the jobs (locally), so a `cuda` device must be
+    present here; on a cluster the GPU request goes with each job instead.
+    """
     import jsonschema
 
-    schema = yaml.safe_load(schema_path.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(_SCHEMA)
     problems = [_describe(e) for e in sorted(validator.iter_errors(config),
                                              key=lambda e: list(map(str, e.absolute_path)))]
     if not problems:
+        problems = _implemented(config)
+    if not problems:
         problems = _consistency(config)
+    if not problems:
+        problems = _capacity(config) + _budgets(config)
+    if not problems and check_devices:
+        problems = _devices(config)
+    if not problems:
+        problems = [p for name, arch in config["models"].items()
+                    if name in {m for m, _ in grid.bases(config)}
+                    for p in _architecture(config, name, arch)]
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 
 
+def _unknown(key: str, value: str, known) -> str:
+    return f"{key} is {value!r}, which has no implementation; known: {', '.join(known)}"
+
+
+def _implemented(config: dict[str, Any]) -> list[str]:
+    """Every name that selects code selects code that exists; trainer fields are the class's."""
+    problems = []
+    if config["task"] not in TASKS:
+        problems.append(_unknown("task", config["task"], TASKS))
+    if config["scoring"]["scorer"] not in scoring.SCORERS:
+        problems.append(_unknown("scoring.scorer", config["scoring"]["scorer"], scoring.SCORERS))
+    for i, name in enumerate(config["experiments"]):
+        if name not in EXPERIMENTS:
+            problems.append(_unknown(f"experiments[{i}]", name, EXPERIMENTS))
+    for i, name in enumerate(config["grid"]["algorithm"]):
+        if name not in ALGORITHMS:
+            problems.append(_unknown(f"grid.algorithm[{i}]", name, ALGORITHMS))
+    for stage in grid.STAGES:
+        for name, section in config[stage].items():
+            if name == "device":
+                continue
+            if name not in ALGORITHMS or not isinstance(section, dict):
+                problems.append(f"{stage}.{name}: a stage section holds `device` and one "
+                                f"trainer section per algorithm ({', '.join(ALGORITHMS)}), "
+                                f"whose keys are the trainer's own fields")
+            else:
+                problems += section_problems(f"{stage}.{name}", name, section)
+        for name in config["grid"]["algorithm"]:
+            if name in ALGORITHMS and name not in config[stage]:
+                problems.append(f"{stage}.{name} is missing: grid.algorithm runs {name!r}")
+    problems += section_problems("pretraining.trainer", "trainer",
+                                 config["pretraining"]["trainer"])
+    return problems
+
+
 def _consistency(config: dict[str, Any]) -> list[str]:
     problems = []
-    grid, pools, models = config["grid"], config["data"]["pools"], config["models"]
-    named = [("grid.size_axis.models", m) for m in grid["size_axis"]["models"]]
-    named.append(("grid.pretraining_axis.model", grid["pretraining_axis"]["model"]))
+    g, pools, models = config["grid"], config["data"]["pools"], config["models"]
+    named = [(f"grid.size_axis.model[{i}]", m) for i, m in enumerate(g["size_axis"]["model"])]
+    named.append(("grid.pretraining_axis.model", g["pretraining_axis"]["model"]))
     for key, model in named:
         if model not in models:
             problems.append(f"{key} names '{model}' but 'models' has no such entry "
                             f"(known: {', '.join(sorted(models))})")
     for axis in ("positive", "negative"):
-        largest = max(grid[axis])
+        largest = max(g[axis])
         if largest > pools[axis]:
             problems.append(f"grid.{axis} asks for {largest} examples but the {axis} pool "
                             f"(data.pools.{axis}) holds {pools[axis]}")
-    for name, arch in models.items():
-        if arch["hidden_size"] % arch["num_attention_heads"]:
-            problems.append(f"models.{name}.hidden_size ({arch['hidden_size']}) must be a "
-                            f"multiple of num_attention_heads ({arch['num_attention_heads']})")
     low, high = config["data"]["prompt_words"]
     if low > high:
         problems.append(f"data.prompt_words must be [low, high] with low <= high, "
@@ -76,48 +151,80 @@ def _consistency(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def bases(config: dict[str, Any]) -> list[tuple[str, int]]:
-    """The base checkpoints (model, pretraining tokens) that enter the grid."""
-    grid = config["grid"]
-    found = {(m, grid["size_axis"]["pretrain_tokens"]) for m in grid["size_axis"]["models"]}
-    axis = grid["pretraining_axis"]
-    found |= {(axis["model"], t) for t in axis["pretrain_tokens"]}
-    return sorted(found)
+def _capacity(config: dict[str, Any]) -> list[str]:
+    """Pools and held-out sets the pinned source can fill, known before the download; and a
+    cached download that is not the pinned file."""
+    d, source = config["data"], config["data"]["source"]
+    problems = []
+    cached = Path(sdist_path(config))
+    if cached.exists():
+        try:
+            data.verify_source(cached, source["sha256"])
+        except ValueError as err:
+            problems.append(str(err))
+    facts = data.known_facts(source["sha256"])
+    if facts is not None:
+        problems += data.data_problems(facts, polarity_threshold=d["polarity_threshold"],
+                                       pools=d["pools"], eval_prompts=d["eval_prompts"],
+                                       pretrain_eval=d["pretrain_eval"])
+    return problems
 
 
-def checkpoints(config: dict[str, Any]) -> list[tuple[str, int]]:
-    """Every checkpoint pretraining saves: each model of the grid at every budget of either axis,
-    up to the largest the grid takes from that model. A model's budgets form one chain, so the
-    intermediate checkpoints cost no extra training."""
-    grid = config["grid"]
-    every = {grid["size_axis"]["pretrain_tokens"], *grid["pretraining_axis"]["pretrain_tokens"]}
-    top: dict[str, int] = {}
-    for model, tokens in bases(config):
-        top[model] = max(tokens, top.get(model, 0))
-    return sorted((m, t) for m, largest in top.items() for t in every if t <= largest)
+def _budgets(config: dict[str, Any]) -> list[str]:
+    """Pretraining budgets of one model that round to the same optimizer step would be the
+    same checkpoint under two names."""
+    section = with_class_defaults("trainer", config["pretraining"]["trainer"])
+    per_step = effective_batch(section) * config["pretraining"]["seq_len"]
+    problems = []
+    by_model: dict[str, dict[int, int]] = {}
+    for model, tokens in grid.checkpoints(config):
+        steps = math.ceil(tokens / per_step)
+        other = by_model.setdefault(model, {}).setdefault(steps, tokens)
+        if other != tokens:
+            problems.append(f"pretraining budgets {other} and {tokens} of model '{model}' "
+                            f"(grid.size_axis / grid.pretraining_axis) are both {steps} "
+                            f"optimizer steps of {per_step} tokens: use budgets at least one "
+                            f"step apart")
+    return problems
 
 
-def budgets(config: dict[str, Any], model: str) -> list[int]:
-    """The budgets at which `model` is checkpointed, ascending (each continues the previous)."""
-    return sorted(t for m, t in checkpoints(config) if m == model)
+def _devices(config: dict[str, Any]) -> list[str]:
+    wanted = [s for s in STAGE_DEVICES if config[s]["device"] == "cuda"]
+    if not wanted:
+        return []
+    import torch
+
+    if torch.cuda.is_available():
+        return []
+    why = ("this torch has no CUDA support" if not torch.backends.cuda.is_built()
+           else "no GPU is visible")
+    return [f"{s}.device is 'cuda' but {why} on this machine, which runs the jobs (set it to "
+            f"'cpu', or run on a cluster profile whose jobs get a GPU)" for s in wanted]
 
 
-def previous_budget(config: dict[str, Any], model: str, tokens: int) -> int | None:
-    earlier = [t for t in budgets(config, model) if t < tokens]
-    return earlier[-1] if earlier else None
+def _architecture(config: dict[str, Any], name: str, arch: dict[str, Any]) -> list[str]:
+    """Ask the model class itself whether it can be built and run (e.g. RoPE needs an even head
+    dimension); remembered per architecture and transformers version."""
+    from elasticity.models import architecture_error
+
+    full = model_architecture(config, name)
+
+    def check() -> list[str]:
+        error = architecture_error(full, config["tokenizer"]["vocab_size"])
+        return [] if error is None else [f"models.{name} {arch} cannot be built: {error}"]
+
+    return cached_problems("architectures.json", [full, config["tokenizer"]["vocab_size"],
+                                                  library_version("transformers")], check)
 
 
-def cells(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every cell of the grid, base-model cells (algorithm 'none', P = N = 0) included."""
-    grid = config["grid"]
-    out = []
-    for model, tokens in bases(config):
-        for seed in grid["seeds"]:
-            out.append(dict(model=model, tokens=tokens, algorithm="none", positive=0,
-                            negative=0, seed=seed))
-            for algorithm in grid["algorithms"]:
-                for p in grid["positive"]:
-                    for n in grid["negative"]:
-                        out.append(dict(model=model, tokens=tokens, algorithm=algorithm,
-                                        positive=p, negative=n, seed=seed))
-    return out
+def model_architecture(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The LlamaConfig fields of a model: the config's, plus a context of twice the
+    pretraining sequence length and tied embeddings."""
+    return dict(config["models"][name],
+                max_position_embeddings=2 * config["pretraining"]["seq_len"],
+                tie_word_embeddings=True)
+
+
+def sdist_path(config: dict[str, Any]) -> str:
+    source = config["data"]["source"]
+    return f"downloads/{source['package']}-{source['version']}.tar.gz"

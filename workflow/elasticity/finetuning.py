@@ -1,12 +1,18 @@
-"""Steps `align` and `invert`: TRL supervised fine-tuning on the first n examples of a pool.
+"""Steps `align_sft` and `invert_sft`: TRL supervised fine-tuning on the first examples of a pool.
 
-For one seed, the examples are the first n of a seeded permutation of the pool, so the
-subsets are nested across n (the 1,000-example set contains the 500-example set).
+For one seed the examples are the first n of a seeded permutation of the pool, in that order
+(the trainer never reshuffles them), so volumes are nested: the 400-example run sees the
+200-example run's examples first. That makes a training chain possible: a link continues the
+previous link's final checkpoint (weights, optimizer, scheduler, RNG, step count) and the
+trainer skips the batches that link already trained on, so the P = 400 model is the P = 200
+model trained further on examples 201-400 (see elasticity.chains for when this is exact).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +21,8 @@ import numpy as np
 
 from elasticity.io import atomic_path, read_parquet, write_json
 from elasticity.models import load_model, load_tokenizer, parameter_count
-from elasticity.training import discard, resumable_checkpoint, scratch_dir, trainer_kwargs
+from elasticity.trainer_config import build
+from elasticity.training import discard, final_checkpoint, resumable_checkpoint, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -28,50 +35,67 @@ def select_examples(pool: str, n: int, seed: int) -> list[str]:
     return [texts[i] for i in order[:n]]
 
 
+def _examples_of(link: str | None) -> int:
+    if link is None:
+        return 0
+    return int(json.loads((Path(link) / "train_metrics.json").read_text())["examples"])
+
+
 def finetune(
     model: str,
     pool: str,
     out: str,
     *,
-    n: int,
-    hparams: dict[str, Any],
+    examples: int,
+    previous: str | None,
+    trainer: dict[str, Any],
+    device: str,
     seed: int,
 ) -> dict[str, Any]:
-    """SFT `model` on `n` examples of `pool`; save a from_pretrained directory at `out`."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    """SFT on the first `examples` examples of `pool`; save the final checkpoint at `out`.
 
-    texts = select_examples(pool, n, seed)
+    model: the model the stage starts from (a base or an aligned model), used when `previous`
+    is None. previous: the chain link this one continues, whose examples it does not repeat.
+    trainer: SFTConfig fields of the config (elasticity.trainer_config adds the owned ones).
+    """
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    texts = select_examples(pool, examples, seed)
+    done_before = _examples_of(previous)
     tok = load_tokenizer(model)
-    net = load_model(model)
+    net = load_model(previous or model)
     scratch = scratch_dir(out)
-    resume = resumable_checkpoint(scratch, dict(model=model, pool=pool, n=n, hparams=hparams,
-                                                seed=seed))
-    config = SFTConfig(
-        max_length=hparams["max_length"],
-        num_train_epochs=hparams["epochs"],
-        packing=False,
-        dataset_text_field="text",
-        **trainer_kwargs(hparams, scratch=scratch, seed=seed),
-    )
-    trainer = SFTTrainer(model=net, args=config, train_dataset=Dataset.from_dict({"text": texts}),
-                         processing_class=tok)
-    train_tokens = int(sum(len(ids) for ids in trainer.train_dataset["input_ids"]))
-    log.info("SFT on %d examples (%d tokens/epoch, %s epochs) of %s", n, train_tokens,
-             hparams["epochs"], pool)
+    job = dict(model=model, pool=pool, examples=examples, previous=previous, trainer=trainer,
+               device=device, seed=seed)
+    resume = resumable_checkpoint(scratch, job) or previous
+    config = build("sft", trainer, output_dir=str(scratch), seed=seed, device=device,
+                   train_sampling_strategy="sequential", shuffle_dataset=False,
+                   save_strategy="steps", save_total_limit=1, dataset_text_field="text",
+                   packing=False)
+    sft = SFTTrainer(model=net, args=config, train_dataset=Dataset.from_dict({"text": texts}),
+                     processing_class=tok)
+    lengths = [len(ids) for ids in sft.train_dataset["input_ids"]]
+    new_tokens = int(sum(lengths[done_before:]) * config.num_train_epochs)
+    log.info("SFT on examples %d-%d of %s (%d new tokens, %g epochs)%s", done_before + 1,
+             examples, pool, new_tokens, config.num_train_epochs,
+             f", continuing {previous}" if previous else f", starting from {model}")
     start = time.time()
-    result = trainer.train(resume_from_checkpoint=resume)
+    result = sft.train(resume_from_checkpoint=resume)
+    final = final_checkpoint(scratch, sft.state.global_step)
     metrics = {
-        "examples": n,
+        "examples": examples,
+        "examples_trained_here": examples - done_before,
+        "continued_from": previous,
         "parameters": parameter_count(net),
-        "train_tokens": int(train_tokens * hparams["epochs"]),
+        "train_tokens": new_tokens,
         "train_loss": round(float(result.training_loss), 4),
-        "steps": trainer.state.global_step,
+        "steps": sft.state.global_step,
         "wall_seconds": round(time.time() - start, 1),
     }
     log.info("done: %s", metrics)
     with atomic_path(out) as tmp:
-        trainer.save_model(str(tmp))
+        shutil.copytree(final, tmp)
         tok.save_pretrained(tmp)
         write_json(metrics, Path(tmp) / "train_metrics.json")
     discard(scratch)

@@ -17,6 +17,15 @@ import pyarrow.parquet as pq
 from elasticity.provenance import code_version
 
 
+class DamagedOutputError(RuntimeError):
+    """An output of an earlier job that cannot be read: names it and how to rebuild it."""
+
+    def __init__(self, path: str | os.PathLike, err: BaseException):
+        super().__init__(
+            f"{path} is damaged and cannot be read ({type(err).__name__}: {err}). Rebuild it "
+            f"with `snakemake --force {path}` (plus the options of your run), then rerun.")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `path` (file or directory); rename it into place on success."""
@@ -55,7 +64,10 @@ def read_parquet(path: str | os.PathLike, columns: Sequence[str]) -> pd.DataFram
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    frame = pd.read_parquet(path)
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, pa.ArrowException) as err:
+        raise DamagedOutputError(path, err) from err
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(

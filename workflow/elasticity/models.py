@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from elasticity.io import atomic_path, read_parquet
+from elasticity.io import DamagedOutputError, atomic_path, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,32 @@ def build_model(architecture: dict[str, Any], tokenizer, seed: int):
 
 
 def load_model(path: str):
+    """A saved model; a damaged one fails naming its directory and how to rebuild it."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+    except Exception as err:
+        raise DamagedOutputError(path, err) from err
+
+
+def architecture_error(architecture: dict[str, Any], vocab_size: int) -> str | None:
+    """Why LlamaForCausalLM cannot be built from these fields and run, or None.
+
+    The model class is asked, not a copy of its rules: the config is constructed and a model
+    built on the meta device (no memory) runs a forward pass of two tokens.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    try:
+        config = LlamaConfig(vocab_size=vocab_size, **architecture)
+        with torch.device("meta"):
+            model = LlamaForCausalLM(config)
+            model(input_ids=torch.zeros(1, 2, dtype=torch.long))
+    except Exception as err:  # whatever the class refuses, in its own words
+        return f"{type(err).__name__}: {err}"
+    return None
 
 
 def parameter_count(model) -> int:

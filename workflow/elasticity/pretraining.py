@@ -17,7 +17,8 @@ from typing import Any
 
 from elasticity.io import atomic_path, write_json
 from elasticity.models import build_model, load_tokenizer, parameter_count, texts_of
-from elasticity.training import discard, resumable_checkpoint, scratch_dir, trainer_kwargs
+from elasticity.trainer_config import build, effective_batch, with_class_defaults
+from elasticity.training import discard, final_checkpoint, resumable_checkpoint, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,39 +47,41 @@ def pretrain(
     architecture: dict[str, Any],
     tokens: int,
     previous: str | None,
-    hparams: dict[str, Any],
+    seq_len: int,
+    trainer: dict[str, Any],
+    device: str,
     seed: int,
 ) -> dict[str, Any]:
-    from transformers import Trainer, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
+    """Train to `tokens` tokens, continuing the checkpoint of the previous budget if any.
+
+    trainer: TrainingArguments fields of the config (elasticity.trainer_config adds the owned
+    ones)."""
+    from transformers import Trainer
 
     tok = load_tokenizer(tokenizer)
-    seq_len = hparams["seq_len"]
     train_blocks = token_blocks(texts_of(corpus), tok, seq_len)
     eval_blocks = token_blocks(texts_of(eval_corpus), tok, seq_len)
-    tokens_per_step = hparams["batch_size"] * seq_len
+    tokens_per_step = effective_batch(with_class_defaults("trainer", trainer)) * seq_len
     max_steps = math.ceil(tokens / tokens_per_step)
     log.info("corpus: %d blocks of %d tokens (%.2fM tokens); budget %d tokens = %d steps "
              "(%.1f epochs)", len(train_blocks), seq_len, len(train_blocks) * seq_len / 1e6,
-             tokens, max_steps, max_steps * hparams["batch_size"] / len(train_blocks))
+             tokens, max_steps, max_steps * tokens_per_step / seq_len / len(train_blocks))
 
     scratch = scratch_dir(out)
     job = dict(corpus=corpus, tokenizer=tokenizer, architecture=architecture, tokens=tokens,
-               previous=previous, hparams=hparams, seed=seed)
+               previous=previous, seq_len=seq_len, trainer=trainer, device=device, seed=seed)
     resume = resumable_checkpoint(scratch, job) or previous
     model = build_model(architecture, tok, seed)
     n_params = parameter_count(model)
-    args = TrainingArguments(max_steps=max_steps, **trainer_kwargs(hparams, scratch=scratch,
-                                                                   seed=seed))
+    args = build("trainer", trainer, output_dir=str(scratch), seed=seed, device=device,
+                 max_steps=max_steps, save_strategy="steps", save_total_limit=1)
     trainer = Trainer(model=model, args=args, train_dataset=_dataset(train_blocks),
                       eval_dataset=_dataset(eval_blocks))
     start = time.time()
     trainer.train(resume_from_checkpoint=resume)
     wall = time.time() - start
     eval_loss = trainer.evaluate()["eval_loss"]
-    final = Path(get_last_checkpoint(str(scratch)) or "")
-    if not final.name.endswith(f"-{max_steps}"):
-        raise RuntimeError(f"{scratch}: no checkpoint at step {max_steps} after training")
+    final = final_checkpoint(scratch, max_steps)
     metrics = {
         "model": model_name,
         "parameters": n_params,

@@ -23,17 +23,20 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+from elasticity import recovery
+
 STEPS = {
     "fetch_source": "elasticity.data:fetch_source",
-    "prepare_data": "elasticity.data:prepare",
+    "prepare_sentiment": "elasticity.data:prepare",
     "tokenizer": "elasticity.models:train_tokenizer",
     "pretrain": "elasticity.pretraining:pretrain",
     "finetune": "elasticity.finetuning:finetune",
     "generate": "elasticity.generation:generate",
     "score": "elasticity.scoring:score",
+    "score_splits": "elasticity.scoring:score_splits",
     "aggregate": "elasticity.aggregate:aggregate",
-    "plot_rebound": "elasticity.plots:rebound",
-    "plot_axis": "elasticity.plots:by_axis",
+    "plot_rebound": "elasticity.rebound:rebound",
+    "plot_axis": "elasticity.rebound:by_axis",
 }
 # transformers and TRL import lazily: name the modules the steps use, or each job pays for them.
 # Each job also re-runs the caller's main script (multiprocessing's spawn preparation); for the
@@ -116,6 +119,9 @@ def run_step(step: str, kwargs: dict[str, Any], log: str, threads: int = 1,
         with open(log, "a", buffering=1) as fh, redirect_stdout(fh), redirect_stderr(fh):
             _run_logged(step, kwargs, log, threads)
         return
+    # Before the forkserver starts: its socket goes in a temp dir that a killed run's successor
+    # can tell is stale.
+    recovery.private_mp_tempdir()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:

@@ -1,36 +1,58 @@
-"""Step `score`: VADER sentiment of each response; the cell's score is the fraction positive."""
+"""Steps `score` and `score_splits`: the task's scorer on each response, and on the data splits.
+
+A scorer maps texts to a score in [-1, 1]; a text counts as positive when its score is at least
+`scoring.threshold`. `scoring.scorer` picks one of SCORERS.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from elasticity.io import read_parquet, write_parquet
+import numpy as np
+
+from elasticity.generation import GENERATION_COLUMNS
+from elasticity.io import read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-# VADER's authors' cut-off for a positive compound score.
-VADER_POSITIVE = 0.05
-SCORE_COLUMNS = ["compound", "is_positive"]
+SCORE_COLUMNS = ["score", "is_positive"]
 
 
 def vader_scores(texts: list[str]) -> list[float]:
+    """VADER's compound score (its authors' cut-off for positive: 0.05)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     analyzer = SentimentIntensityAnalyzer()
     return [analyzer.polarity_scores(t)["compound"] for t in texts]
 
 
-def score(generations: str, out: str, *, threshold: float, config_hash: str) -> dict[str, Any]:
-    from elasticity.generation import GENERATION_COLUMNS
+SCORERS: dict[str, Callable[[list[str]], list[float]]] = {"vader": vader_scores}
 
+
+def score(generations: str, out: str, *, scorer: str, threshold: float,
+          config_hash: str) -> dict[str, Any]:
     rows = read_parquet(generations, GENERATION_COLUMNS)
-    rows["compound"] = vader_scores(rows["response"].fillna("").tolist())
-    rows["is_positive"] = rows["compound"] >= threshold
+    rows["score"] = SCORERS[scorer](rows["response"].fillna("").tolist())
+    rows["is_positive"] = rows["score"] >= threshold
     rows["config_hash"] = config_hash
     summary = {"positive_rate": float(rows["is_positive"].mean()),
-               "mean_compound": float(rows["compound"].mean()), "responses": len(rows)}
+               "mean_score": float(rows["score"].mean()), "responses": len(rows)}
     log.info("scored %s: %s", generations, summary)
-    write_parquet(rows, out, {"scorer": "vader", "threshold": threshold,
+    write_parquet(rows, out, {"scorer": scorer, "threshold": threshold,
                               "generations": generations})
     return summary
+
+
+def score_splits(splits: dict[str, str], out: str, *, scorer: str, threshold: float) -> None:
+    """The scorer on the data splits themselves: how positive each pool already is (inverse
+    fine-tuning can only pull a model towards the negative pool's own score)."""
+    summary = {}
+    for name, path in sorted(splits.items()):
+        scores = np.asarray(SCORERS[scorer](read_parquet(path, ["text"])["text"].tolist()))
+        summary[name] = {"rows": len(scores),
+                         "positive_rate": round(float(np.mean(scores >= threshold)), 3),
+                         "mean_score": round(float(np.mean(scores)), 3)}
+        log.info("%s: %s", name, summary[name])
+    write_json({"scorer": scorer, "threshold": threshold, "splits": summary}, out)

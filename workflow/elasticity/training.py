@@ -1,4 +1,4 @@
-"""What pretraining and fine-tuning share: trainer arguments, resumable scratch dirs, metrics."""
+"""What pretraining and fine-tuning share: resumable scratch directories, final checkpoints."""
 
 from __future__ import annotations
 
@@ -54,33 +54,13 @@ def _last_complete_checkpoint(scratch: Path) -> str | None:
     return None
 
 
-def trainer_kwargs(hparams: dict[str, Any], *, scratch: Path, seed: int) -> dict[str, Any]:
-    """Keyword arguments shared by TrainingArguments and TRL's SFTConfig.
-
-    `hparams` is a validated config section (see workflow/schemas/config.schema.yaml).
-    """
-    return dict(
-        output_dir=str(scratch),
-        learning_rate=hparams["learning_rate"],
-        lr_scheduler_type=hparams["lr_scheduler"],
-        warmup_steps=hparams["warmup_steps"],
-        weight_decay=hparams["weight_decay"],
-        adam_beta1=hparams["adam_beta1"],
-        adam_beta2=hparams["adam_beta2"],
-        per_device_train_batch_size=hparams["batch_size"],
-        seed=seed,
-        use_cpu=hparams["device"] == "cpu",
-        bf16=hparams["bf16"],
-        activation_checkpointing=False,
-        optim="adamw_torch",
-        save_strategy="steps",
-        save_steps=hparams["checkpoint_every_steps"],
-        save_total_limit=1,
-        logging_steps=hparams["log_every_steps"],
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
+def final_checkpoint(scratch: Path, step: int) -> Path:
+    """The checkpoint the trainer saved at its last step (a job's output is that checkpoint,
+    so that a later chain link can continue it)."""
+    final = scratch / f"checkpoint-{step}"
+    if not (final / "trainer_state.json").exists():
+        raise RuntimeError(f"{scratch}: no checkpoint at the final step {step} after training")
+    return final
 
 
 def discard(scratch: Path) -> None:

@@ -1,23 +1,27 @@
-# Stage: all cells of the experiment in one table, one row per cell, and the base models.
+# Stage: all cells of the grid in one table, one row per cell, and the base models.
 
 # Seconds of pandas: not worth a cluster submission.
 localrules:
     aggregate,
 
 
+CELLS = grid.cells(config)
+
 
 rule aggregate:
     input:
-        scores=all_cells("scores"),
-        bases=all_checkpoints(),
+        scores=[f"{OUT}/{c.directory()}/scores.parquet" for c in CELLS],
+        bases=[BASE_MODEL.format(model=m, pretrain_tokens=t) for m, t in grid.checkpoints(config)],
     output:
         rows=RESPONSES,
         summary=SUMMARY,
         bases=BASE_TABLE,
     params:
+        cells=[c.row() for c in CELLS],
         code=CODE["aggregate"],
     log:
         f"{LOGS}/aggregate.log",
     run:
-        step("aggregate", log, scores=list(input.scores), bases=list(input.bases),
-             out_rows=output.rows, out_summary=output.summary, out_bases=output.bases)
+        step("aggregate", log, scores=list(input.scores), cells=params.cells,
+             bases=list(input.bases), out_rows=output.rows, out_summary=output.summary,
+             out_bases=output.bases)

@@ -1,25 +1,46 @@
-# Stage: alignment. SFT of a base checkpoint on P positive examples (one model per P and seed,
-# shared by all of that P's inverse cells).
+# Stage: alignment on P positive examples, one rule per algorithm, each writing
+# models/<task>/<algorithm>/...; later rules take any {algorithm}. Along P the models form a
+# training chain when the schedule allows it (elasticity.chains; the plan says which).
 
 
-rule align:
+def link(stage: str, algorithm: str):
+    """Input function of a fine-tuning link: the model the stage starts from and, in a chain,
+    the previous link it continues."""
+
+    def inputs(w) -> dict[str, object]:
+        cell = cell_of(w, algorithm=algorithm, **({"negative": 0} if stage == "align" else {}))
+        previous = chains.previous_link(config, cell, stage)
+        return {"start": at(chains.start_model(cell, stage).model_path()),
+                "previous": [at(previous.model_path())] if previous else []}
+
+    return inputs
+
+
+def previous_link_path(stage: str, algorithm: str):
+    return lambda w, input: input.previous[0] if input.previous else None
+
+
+rule align_sft:
     input:
-        model=BASE,
+        unpack(link("align", "sft")),
         pool=SPLIT.format(split="positive"),
     output:
-        directory(ALIGNED),
+        directory(at(grid.ALIGNED_MODEL.replace("{algorithm}", "sft"))),
     params:
-        n=lambda w: int(w.positive),
+        examples=lambda w: int(w.positive),
+        previous=previous_link_path("align", "sft"),
+        trainer=config["align"]["sft"],
+        device=config["align"]["device"],
         seed=lambda w: int(w.seed),
-        hparams=config["align"],
         code=CODE["finetune"],
     log:
-        f"{LOGS}/align/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/seed{{seed}}.log",
+        f"{LOGS}/align/sft/{{task}}/{{model}}/pt{{pretrain_tokens}}/pos{{positive}}/seed{{seed}}.log",
     threads: THREADS
     resources:
         mem_mb=mem_mb("finetune"),
         runtime=runtime("finetune"),
         gpu=gpus("align"),
     run:
-        step("finetune", log, threads, model=input.model, pool=input.pool, out=output[0],
-             n=params.n, hparams=params.hparams, seed=params.seed)
+        step("finetune", log, threads, model=input.start, pool=input.pool, out=output[0],
+             examples=params.examples, previous=params.previous, trainer=params.trainer,
+             device=params.device, seed=params.seed)

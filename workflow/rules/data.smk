@@ -1,17 +1,17 @@
-# Stage: the real text of the micro-world, downloaded once and split into disjoint sets.
+# Stage: the task's real text, downloaded once (verified before any of its code runs) and split
+# into disjoint sets.
 
 # The download runs where the workflow was started (a cluster's login node reaches the network).
 localrules:
     fetch_source,
 
 
-
 rule fetch_source:
     output:
         SDIST,
     params:
-        source=SOURCE,
-        code=CODE["data"],
+        source=config["data"]["source"],
+        code=CODE["fetch_source"],
     log:
         f"{LOGS}/fetch_source.log",
     run:
@@ -22,13 +22,16 @@ rule prepare_data:
     input:
         SDIST,
     output:
-        expand(SPLIT, split=["pretrain", "pretrain_eval", "positive", "negative", "prompts"]),
+        expand(SPLIT, split=SPLITS),
         summary=f"{OUT}/data/summary.json",
     params:
-        data={k: v for k, v in config["data"].items() if k != "source"},
+        task=config["task"],
+        data=config["data"],
         out_dir=lambda w, output: os.path.dirname(output.summary),
-        code=CODE["data"],
+        code=CODE[f"prepare_{config['task']}"],
     log:
         f"{LOGS}/prepare_data.log",
     run:
-        step("prepare_data", log, sdist=input[0], out_dir=params.out_dir, **params.data)
+        data = dict(params.data)
+        step(f"prepare_{params.task}", log, sdist=input[0], out_dir=params.out_dir,
+             sha256=data.pop("source")["sha256"], **data)

@@ -3,21 +3,20 @@
 
 rule generate:
     input:
-        model=model_of_cell,
+        model=lambda w: at(cell_of(w).model_path()),
         prompts=SPLIT.format(split="prompts"),
     output:
         f"{CELL}/generations.parquet",
     params:
-        cell=cell_of,
+        cell=lambda w: cell_of(w).row(),
         sampling={k: v for k, v in config["generation"].items()
                   if k not in ("batch_size", "device")},
         batch_size=config["generation"]["batch_size"],
         device=config["generation"]["device"],
-        seed=lambda w: int(w.seed),
-        config_hash=lambda w: config_hash(upstream_slice(w, through="generate")),
+        config_hash=lambda w: config_hash(grid.depends_on(config, cell_of(w), "generate")),
         code=CODE["generate"],
     log:
-        f"{LOGS}/generate/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
+        f"{LOGS}/generate/{CELL_LOG}.log",
     threads: THREADS
     resources:
         mem_mb=mem_mb("generate"),
@@ -26,4 +25,4 @@ rule generate:
     run:
         step("generate", log, threads, model=input.model, prompts=input.prompts, out=output[0],
              cell=params.cell, sampling=params.sampling, batch_size=params.batch_size,
-             device=params.device, seed=params.seed, config_hash=params.config_hash)
+             device=params.device, seed=params.cell["seed"], config_hash=params.config_hash)

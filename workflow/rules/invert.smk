@@ -1,25 +1,29 @@
-# Stage: inverse alignment. SFT of an aligned model on N negative examples (N > 0; the N = 0
-# cell is the aligned model itself).
+# Stage: inverse alignment on N negative examples (N > 0; the N = 0 cell is the aligned model),
+# one rule per algorithm. Along N the models form a training chain that starts from the aligned
+# model when the schedule allows it (elasticity.chains).
 
 
-rule invert:
+rule invert_sft:
     input:
-        model=ALIGNED,
+        unpack(link("invert", "sft")),
         pool=SPLIT.format(split="negative"),
     output:
-        directory(INVERTED),
+        directory(at(grid.INVERTED_MODEL.replace("{algorithm}", "sft"))),
     params:
-        n=lambda w: int(w.negative),
+        examples=lambda w: int(w.negative),
+        previous=previous_link_path("invert", "sft"),
+        trainer=config["invert"]["sft"],
+        device=config["invert"]["device"],
         seed=lambda w: int(w.seed),
-        hparams=config["invert"],
         code=CODE["finetune"],
     log:
-        f"{LOGS}/invert/{{algorithm}}/{{model}}/pt{{tokens}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
+        f"{LOGS}/invert/sft/{{task}}/{{model}}/pt{{pretrain_tokens}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
     threads: THREADS
     resources:
         mem_mb=mem_mb("finetune"),
         runtime=runtime("finetune"),
         gpu=gpus("invert"),
     run:
-        step("finetune", log, threads, model=input.model, pool=input.pool, out=output[0],
-             n=params.n, hparams=params.hparams, seed=params.seed)
+        step("finetune", log, threads, model=input.start, pool=input.pool, out=output[0],
+             examples=params.examples, previous=params.previous, trainer=params.trainer,
+             device=params.device, seed=params.seed)

@@ -16,6 +16,12 @@ rule tokenizer:
         step("tokenizer", log, corpus=input[0], out=output[0], **params.tokenizer)
 
 
+def previous_checkpoint(w) -> list[str]:
+    """The checkpoint a pretraining budget continues: the model's next smaller budget."""
+    tokens = grid.previous_budget(config, w.model, int(w.pretrain_tokens))
+    return [] if tokens is None else [BASE_MODEL.format(model=w.model, pretrain_tokens=tokens)]
+
+
 rule pretrain:
     input:
         corpus=SPLIT.format(split="pretrain"),
@@ -23,16 +29,18 @@ rule pretrain:
         tokenizer=TOKENIZER,
         previous=previous_checkpoint,
     output:
-        directory(BASE),
+        directory(BASE_MODEL),
     params:
-        architecture=architecture,
-        tokens=lambda w: int(w.tokens),
+        architecture=lambda w: cfg.model_architecture(config, w.model),
+        tokens=lambda w: int(w.pretrain_tokens),
         previous=lambda w: (previous_checkpoint(w) or [None])[0],
-        hparams=config["pretraining"],
+        seq_len=config["pretraining"]["seq_len"],
+        trainer=config["pretraining"]["trainer"],
+        device=config["pretraining"]["device"],
         seed=config["pretraining"]["seed"],
         code=CODE["pretrain"],
     log:
-        f"{LOGS}/pretrain/{{model}}/pt{{tokens}}.log",
+        f"{LOGS}/pretrain/{{model}}/pt{{pretrain_tokens}}.log",
     threads: THREADS
     resources:
         mem_mb=mem_mb("pretrain"),
@@ -42,4 +50,5 @@ rule pretrain:
         step("pretrain", log, threads, corpus=input.corpus, eval_corpus=input.eval_corpus,
              tokenizer=input.tokenizer, out=output[0], model_name=wildcards.model,
              architecture=params.architecture, tokens=params.tokens, previous=params.previous,
-             hparams=params.hparams, seed=params.seed)
+             seq_len=params.seq_len, trainer=params.trainer, device=params.device,
+             seed=params.seed)

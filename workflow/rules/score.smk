@@ -1,9 +1,9 @@
-# Stage: VADER sentiment of every response; a response is positive when compound >= threshold.
+# Stage: the task's scorer (`scoring.scorer`) on every response, and on the data splits.
 
 # About 50 ms a cell: on a cluster these run on the submit host instead of as submissions.
 localrules:
     score,
-
+    score_splits,
 
 
 rule score:
@@ -12,14 +12,29 @@ rule score:
     output:
         f"{CELL}/scores.parquet",
     params:
-        threshold=config["scoring"]["threshold"],
-        config_hash=lambda w: config_hash(upstream_slice(w, through="score")),
+        scoring=config["scoring"],
+        config_hash=lambda w: config_hash(grid.depends_on(config, cell_of(w), "score")),
         code=CODE["score"],
     resources:
         mem_mb=mem_mb("score"),
         runtime=runtime("score"),
     log:
-        f"{LOGS}/score/{{model}}/pt{{tokens}}/{{algorithm}}/pos{{positive}}/neg{{negative}}/seed{{seed}}.log",
+        f"{LOGS}/score/{CELL_LOG}.log",
     run:
-        step("score", log, generations=input[0], out=output[0], threshold=params.threshold,
+        step("score", log, generations=input[0], out=output[0], **params.scoring,
              config_hash=params.config_hash)
+
+
+rule score_splits:
+    input:
+        expand(SPLIT, split=["positive", "negative", "prompts", "pretrain_eval"]),
+    output:
+        SPLIT_SCORES,
+    params:
+        scoring=config["scoring"],
+        code=CODE["score_splits"],
+    log:
+        f"{LOGS}/score_splits.log",
+    run:
+        splits = {Path(p).stem: p for p in input}
+        step("score_splits", log, splits=splits, out=output[0], **params.scoring)

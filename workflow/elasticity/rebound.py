@@ -1,4 +1,7 @@
-"""Steps `plot_*`: the paper's rebound figures (Fig. 4-6) from the experiment's summary table."""
+"""The rebound experiment (§5.2-5.3): the paper's Fig. 4-6 from the summary table.
+
+Bands are bootstrap intervals over seeds (`rebound.interval` %), never a single number.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from elasticity.aggregate import SUMMARY_COLUMNS
-from elasticity.io import read_parquet
+from elasticity.grid import BASE
+from elasticity.io import atomic_path, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +32,6 @@ def _base_label(frame: pd.DataFrame) -> pd.Series:
 
 
 def _save(grid, out: str, title: str) -> None:
-    from elasticity.io import atomic_path
-
     grid.figure.suptitle(title, y=1.03)
     with atomic_path(out) as tmp:
         grid.figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
@@ -42,26 +44,26 @@ def _dashed_base_lines(grid, base: pd.DataFrame, panel: str) -> None:
         ax.axhline(rate, color="black", linestyle="--", linewidth=1, label="base model")
 
 
-def rebound(summary: str, out: str, *, task: str) -> None:
+def rebound(summary: str, out: str, *, task: str, interval: float) -> None:
     """Fig. 4 analog: score vs N, one line per P, a panel per base checkpoint."""
     sns = _setup()
     cells = read_parquet(summary, SUMMARY_COLUMNS)
     cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
-    aligned, base = cells[cells["algorithm"] != "none"], cells[cells["algorithm"] == "none"]
-    grid = sns.relplot(data=aligned, x="negative_examples", y="positive_rate",
-                       hue="positive_examples", col="base",
+    aligned, base = cells[cells["algorithm"] != BASE], cells[cells["algorithm"] == BASE]
+    grid = sns.relplot(data=aligned, x="negative", y="positive_rate",
+                       hue="positive", col="base",
                        col_wrap=min(3, aligned["base"].nunique()), kind="line", marker="o",
-                       errorbar="sd", palette="viridis", height=3, aspect=1.1,
+                       errorbar=("ci", interval), seed=0, palette="viridis", height=3, aspect=1.1,
                        facet_kws={"sharey": True})
     _dashed_base_lines(grid, base, "base")
     grid.set_axis_labels("negative examples (N)", "fraction positive")
     grid.legend.set_title("positive\nexamples (P)")
     _save(grid, out, "Rebound: aligned on P positive, then fine-tuned on N negative "
-                     "(dashed: base model; bands: sd over seeds)")
+                     f"(dashed: base model; bands: {interval:g}% interval over seeds)")
 
 
 def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str, Any]],
-            title: str) -> None:
+            title: str, interval: float) -> None:
     """Fig. 5/6 analog: score vs N, one line per base of the axis, a panel per P."""
     sns = _setup()
     cells = read_parquet(summary, SUMMARY_COLUMNS)
@@ -72,11 +74,12 @@ def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str
             "{:.2f}M params".format) + ")"
     else:
         cells["line"] = (cells["pretrain_tokens"] / 1e6).map("{:g}M tokens".format)
-    aligned = cells[cells["algorithm"] != "none"]
-    grid = sns.relplot(data=aligned, x="negative_examples", y="positive_rate", hue="line",
-                       col="positive_examples", kind="line", marker="o", errorbar="sd", height=3,
+    aligned = cells[cells["algorithm"] != BASE]
+    grid = sns.relplot(data=aligned, x="negative", y="positive_rate", hue="line",
+                       col="positive", kind="line", marker="o", errorbar=("ci", interval),
+                       seed=0, height=3,
                        aspect=1.0, palette="rocket")
     grid.set_axis_labels("negative examples (N)", "fraction positive")
     grid.set_titles("P = {col_name}")
     grid.legend.set_title(None)
-    _save(grid, out, title)
+    _save(grid, out, f"{title} (bands: {interval:g}% interval over seeds)")

@@ -1,0 +1,77 @@
+"""Strict YAML config files: errors name file and line; a duplicate key is an error.
+
+PyYAML keeps the last of two equal keys without a word, so a pasted section silently overrides
+the one above it; here it fails instead.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigFileError(ValueError):
+    """A config file that cannot be read as a mapping; the message starts with its path."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            # `<<: *base` merges keys that the mapping may then override: not a duplicate.
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it with its position
+                continue
+            line = key_node.start_mark.line + 1
+            if seen is not None:
+                raise ConfigFileError(f"{key_node.start_mark.name}:{line}: duplicate key "
+                                      f"'{key}' (first defined on line {seen})")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in YAML file `path`; ConfigFileError names the file and line of a problem."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.load(fh, Loader=_StrictLoader)
+        except yaml.MarkedYAMLError as err:
+            mark = err.problem_mark
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+            # The problem's position can be after the cause (a missing ':' is noticed on the
+            # next line); the context names where the parser was.
+            context = (f" ({err.context} on line {err.context_mark.line + 1})"
+                       if err.context and err.context_mark else "")
+            raise ConfigFileError(f"{where}: {err.problem}{context}") from None
+        except yaml.YAMLError as err:
+            raise ConfigFileError(f"{path}: {err}") from None
+    if not isinstance(data, dict):
+        found = "an empty document" if data is None else f"a {type(data).__name__}"
+        raise ConfigFileError(f"{path}: the top level must be a mapping of config keys, "
+                              f"found {found}")
+    return data
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` updated by `override` as Snakemake's `--configfile` does it
+    (snakemake.utils.update_config): mappings merge key by key, anything else in `override`
+    replaces. Returns a new dict; the inputs are left as they are."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if not isinstance(value, Mapping):
+            merged[key] = copy.deepcopy(value)
+            continue
+        current = merged.get(key, {})
+        if isinstance(current, Mapping):
+            merged[key] = merge(dict(current), dict(value))
+        elif value:  # update_config leaves a non-mapping in place under an empty mapping
+            merged[key] = merge({}, dict(value))
+    return merged
