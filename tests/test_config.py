@@ -1,16 +1,19 @@
+"""Validation: every bad config stops with a message naming the key and what would be valid."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 
+from elasticity import chains, grid
 from elasticity import config as cfg
 
-from .conftest import DEFAULT_CONFIG
+from .conftest import DEFAULT_CONFIG, SMOKE
 
 
-def _with(change) -> dict:
-    config = copy.deepcopy(DEFAULT_CONFIG)
+def _with(change, base=DEFAULT_CONFIG) -> dict:
+    config = copy.deepcopy(base)
     change(config)
     return config
 
@@ -22,25 +25,54 @@ def _error(config) -> str:
 
 
 def test_the_default_and_smoke_configs_are_valid():
-    import yaml
-
-    from .conftest import SMOKE_CONFIG
-
     cfg.validate(DEFAULT_CONFIG)
-    cfg.validate(yaml.safe_load(SMOKE_CONFIG.read_text()))
+    cfg.validate(SMOKE)
 
 
 def test_an_unknown_key_is_named_with_the_allowed_ones():
-    message = _error(_with(lambda c: c["align"].update(lr=0.1)))
-    assert "unknown config key(s) ['lr'] under 'align'" in message
-    assert "learning_rate" in message
+    message = _error(_with(lambda c: c["generation"].update(topk=3)))
+    assert "unknown config key(s) ['topk'] under 'generation'" in message
+    assert "top_k" in message
 
 
 def test_a_wrong_type_names_the_key_and_the_expected_type():
     message = _error(_with(lambda c: c["grid"].update(positive=[200, "lots"])))
     assert "config key 'grid.positive[1]' must be of type integer, got str 'lots'" in message
-    message = _error(_with(lambda c: c["align"].update(learning_rate="fast")))
-    assert "'align.learning_rate' must be of type number" in message
+
+
+def test_a_misspelled_trainer_field_is_named_with_the_closest_valid_one():
+    message = _error(_with(lambda c: c["align"]["sft"].update(learning_rat=0.1)))
+    assert "align.sft.learning_rat is not a field of SFTConfig; did you mean 'learning_rate'?" \
+        in message
+    message = _error(_with(lambda c: c["pretraining"]["trainer"].update(warmup_step=3)))
+    assert "pretraining.trainer.warmup_step is not a field of TrainingArguments" in message
+
+
+def test_any_field_of_the_trainer_class_is_accepted():
+    cfg.validate(_with(lambda c: c["invert"]["sft"].update(max_grad_norm=0.5,
+                                                           label_smoothing_factor=0.1)))
+
+
+def test_a_value_the_trainer_class_refuses_is_named():
+    message = _error(_with(lambda c: c["align"]["sft"].update(lr_scheduler_type="constnt")))
+    assert "align.sft: SFTConfig refuses these values" in message and "constnt" in message
+
+
+@pytest.mark.parametrize("field", ["output_dir", "seed", "save_strategy", "max_steps"])
+def test_a_field_the_workflow_owns_is_refused(field):
+    message = _error(_with(lambda c: c["invert"]["sft"].update({field: 1})))
+    assert f"invert.sft.{field} is set by the workflow and cannot be configured" in message
+
+
+@pytest.mark.parametrize("change, key, value", [
+    (lambda c: c["grid"].update(algorithm=["sft", "dpo"]), "grid.algorithm[1]", "dpo"),
+    (lambda c: c["scoring"].update(scorer="roberta"), "scoring.scorer", "roberta"),
+    (lambda c: c.update(task="safety"), "task", "safety"),
+    (lambda c: c.update(experiments=["rebound", "resistance"]), "experiments[1]", "resistance"),
+])
+def test_a_switch_without_an_implementation_is_refused(change, key, value):
+    message = _error(_with(change))
+    assert f"{key} is {value!r}, which has no implementation; known:" in message
 
 
 def test_a_volume_larger_than_its_pool_names_the_pool_and_its_size():
@@ -55,15 +87,37 @@ def test_an_axis_naming_an_unknown_model_is_refused():
 
 
 def test_the_grid_derives_bases_chains_and_cells():
-    assert cfg.bases(DEFAULT_CONFIG) == [("micro-l", 600000), ("micro-m", 150000),
-                                         ("micro-m", 300000), ("micro-m", 600000),
-                                         ("micro-s", 600000)]
-    assert cfg.checkpoints(DEFAULT_CONFIG) == [(m, t) for m in ("micro-l", "micro-m", "micro-s")
-                                              for t in (150000, 300000, 600000)]
-    assert cfg.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 300000
-    assert cfg.previous_budget(DEFAULT_CONFIG, "micro-s", 600000) == 300000
-    assert cfg.previous_budget(DEFAULT_CONFIG, "micro-m", 150000) is None
-    cells = cfg.cells(DEFAULT_CONFIG)
-    grid = DEFAULT_CONFIG["grid"]
-    per_base_seed = 1 + len(grid["positive"]) * len(grid["negative"])
-    assert len(cells) == 5 * len(grid["seeds"]) * per_base_seed
+    assert grid.bases(DEFAULT_CONFIG) == [("micro-l", 600000), ("micro-m", 150000),
+                                          ("micro-m", 300000), ("micro-m", 600000),
+                                          ("micro-s", 600000)]
+    assert grid.checkpoints(DEFAULT_CONFIG) == [
+        (m, t) for m in ("micro-l", "micro-m", "micro-s") for t in (150000, 300000, 600000)]
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 300000
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 150000) is None
+    cells = grid.cells(DEFAULT_CONFIG)
+    g = DEFAULT_CONFIG["grid"]
+    assert len(cells) == len(set(cells)) == 5 * len(g["seed"]) * (
+        1 + len(g["positive"]) * len(g["negative"]))
+
+
+def test_links_continue_the_next_smaller_volume_when_the_schedule_allows():
+    cell = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 100, 1)
+    assert chains.chaining(DEFAULT_CONFIG, "align", "sft")[0]
+    assert chains.previous_link(DEFAULT_CONFIG, cell, "align").positive == 400
+    assert chains.previous_link(DEFAULT_CONFIG, cell, "invert").negative == 40
+    first = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 20, 1)
+    assert chains.previous_link(DEFAULT_CONFIG, first, "invert") is None
+    assert chains.start_model(first, "invert").model_path().endswith("pos1000/seed1/aligned")
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda s: s.update(lr_scheduler_type="linear"), "depends on the total number of steps"),
+    (lambda s: s.update(num_train_epochs=2), "num_train_epochs is 2, not 1"),
+    (lambda s: s.update(per_device_train_batch_size=16), "are not multiples of the batch"),
+])
+def test_any_other_schedule_trains_every_cell_on_its_own(change, reason):
+    config = _with(lambda c: change(c["align"]["sft"]))
+    chained, why = chains.chaining(config, "align", "sft")
+    assert not chained and reason in why
+    cell = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 0, 1)
+    assert chains.previous_link(config, cell, "align") is None

@@ -11,19 +11,19 @@ def test_vader_labels_known_sentences():
         ["A wonderful, moving film with brilliant acting.",
          "A dull, stupid mess; the worst film of the year.",
          "The film is ninety minutes long."])
-    assert positive >= scoring.VADER_POSITIVE
-    assert negative <= -scoring.VADER_POSITIVE
+    assert positive >= 0.05  # VADER's authors' cut-off
+    assert negative <= -0.05
     assert neutral == 0.0
 
 
-def test_score_adds_compound_and_label(tmp_path):
+def test_score_adds_the_scorers_score_and_label(tmp_path):
     from elasticity.generation import GENERATION_COLUMNS
 
     rows = pd.DataFrame({c: ["x", "y"] for c in GENERATION_COLUMNS})
     rows["response"] = ["What a great, lovely story.", "Awful and boring."]
     write_parquet(rows, tmp_path / "g.parquet", {})
     summary = scoring.score(str(tmp_path / "g.parquet"), str(tmp_path / "s.parquet"),
-                            threshold=0.05, config_hash="abc")
+                            scorer="vader", threshold=0.05, config_hash="abc")
     scored = read_parquet(tmp_path / "s.parquet", scoring.SCORE_COLUMNS + ["config_hash"])
     assert list(scored["is_positive"]) == [True, False]
     assert summary["positive_rate"] == 0.5

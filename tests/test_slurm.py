@@ -15,11 +15,10 @@ import time
 
 import pandas as pd
 import pytest
-import yaml
 
-from elasticity import config as cfg
+from elasticity import grid
 
-from .conftest import ROOT, SMOKE_CONFIG
+from .conftest import ROOT, SMOKE, SMOKE_CONFIG
 
 CLUSTER = ROOT / "resources" / "slurm-testcluster"
 pytestmark = [
@@ -42,8 +41,8 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     (tmp_path / "downloads").mkdir()
     shutil.copy(sdist, tmp_path / "downloads" / sdist.name)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--profile",
-           str(ROOT / "profiles" / "slurm"), "--directory", str(tmp_path), "--configfile",
-           str(SMOKE_CONFIG), "--replace-workflow-config",
+           str(ROOT / "profiles" / "slurm"), "--directory", str(tmp_path),
+           f"--configfile={SMOKE_CONFIG}",
            # The cluster is idle: poll it early rather than after the profile's 20 s.
            "--slurm-init-seconds-before-status-checks", "2", "all"]
     start = time.time()
@@ -54,17 +53,17 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     submissions = set(re.findall(r"SLURM jobid (\d+)", output))
     print(f"\nsmoke config under SLURM: {wall:.0f} s, {len(submissions)} sbatch submissions")
 
-    smoke = yaml.safe_load(SMOKE_CONFIG.read_text())
+    smoke = SMOKE
     summary = pd.read_parquet(tmp_path / "results" / "smoke" / "summary.parquet")
-    assert len(summary) == len(cfg.cells(smoke))
+    assert len(summary) == len(grid.cells(smoke))
     assert summary["positive_rate"].between(0, 1).all()
     assert (summary["responses"] == smoke["data"]["eval_prompts"]).all()
     for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
         assert (tmp_path / "results" / "smoke" / "figures" / f"{name}.png").stat().st_size > 0
     # One submission per training or generation job and one for data preparation with the
     # tokenizer; the download, scoring, aggregation and plots run locally.
-    cells = cfg.cells(smoke)
-    expected = (len(cfg.checkpoints(smoke)) + sum(c["algorithm"] != "none" and c["negative"] == 0
-                                            for c in cells)
-                + sum(c["negative"] > 0 for c in cells) + len(cells) + 1)
+    cells = grid.cells(smoke)
+    expected = (len(grid.checkpoints(smoke)) + sum(not c.is_base and c.negative == 0
+                                                   for c in cells)
+                + sum(c.negative > 0 for c in cells) + len(cells) + 1)
     assert len(submissions) == expected

@@ -11,21 +11,20 @@ import pandas as pd
 import pytest
 import yaml
 
-from elasticity import config as cfg
-from elasticity.aggregate import CELL_COLUMNS, SUMMARY_COLUMNS
+from elasticity import grid
+from elasticity.aggregate import SUMMARY_COLUMNS
+from elasticity.grid import COLUMNS
 from elasticity.io import parquet_params
 
-from .conftest import ROOT, SMOKE_CONFIG
+from .conftest import ROOT, SMOKE, SMOKE_CONFIG
 
 pytestmark = pytest.mark.workflow
-SMOKE = yaml.safe_load(SMOKE_CONFIG.read_text())
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
              "--profile", str(ROOT / "profiles" / "local")]
 
 
 def snakemake(workdir: Path, *args: str, config: Path = SMOKE_CONFIG, check: bool = True):
-    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(config),
-                       "--replace-workflow-config", *args]
+    cmd = SNAKEMAKE + ["--directory", str(workdir), f"--configfile={config}", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and done.returncode != 0:
         raise AssertionError(f"{shlex.join(cmd)} failed:\n{done.stdout[-3000:]}\n"
@@ -48,9 +47,8 @@ def test_every_cell_is_scored_with_its_coordinates_and_provenance(smoke_run):
     out, _ = smoke_run
     summary = pd.read_parquet(out / "summary.parquet")
     assert list(summary.columns) == SUMMARY_COLUMNS
-    expected = {(c["model"], c["tokens"], c["algorithm"], c["positive"], c["negative"],
-                 c["seed"]) for c in cfg.cells(SMOKE)}
-    got = set(summary[CELL_COLUMNS[1:]].itertuples(index=False, name=None))
+    expected = set(grid.cells(SMOKE))
+    got = {grid.Cell(*row) for row in summary[COLUMNS].itertuples(index=False, name=None)}
     assert got == expected
     assert (summary["task"] == "sentiment").all()
     assert summary["positive_rate"].between(0, 1).all()
@@ -58,8 +56,9 @@ def test_every_cell_is_scored_with_its_coordinates_and_provenance(smoke_run):
     assert summary["config_hash"].is_unique
     assert summary["code_version"].str.startswith("0.1.0").all()
     # Each file also records the exact parameters of the job that wrote it.
-    scores = next(out.glob("cells/tiny-a/pt10000/sft/pos40/neg20/seed1/scores.parquet"))
+    scores = out / "cells/sentiment/tiny-a/pt10000/sft/pos40/neg8/seed1/scores.parquet"
     assert parquet_params(scores)["threshold"] == SMOKE["scoring"]["threshold"]
+    assert parquet_params(scores)["scorer"] == SMOKE["scoring"]["scorer"]
     # Each model's size is the real parameter count, larger for the wider model.
     sizes = summary.groupby("model")["model_parameters"].unique()
     assert sizes["tiny-a"][0] < sizes["tiny-b"][0]
@@ -69,20 +68,20 @@ def test_responses_answer_every_held_out_prompt(smoke_run):
     out, _ = smoke_run
     rows = pd.read_parquet(out / "responses.parquet")
     prompts = pd.read_parquet(out / "data" / "prompts.parquet")
-    assert len(rows) == len(cfg.cells(SMOKE)) * len(prompts)
-    for _, cell in rows.groupby(CELL_COLUMNS):
+    assert len(rows) == len(grid.cells(SMOKE)) * len(prompts)
+    for _, cell in rows.groupby(COLUMNS):
         assert sorted(cell["uid"]) == sorted(prompts["uid"])
     assert (rows["response"].str.len() > 0).mean() > 0.5
-    assert rows["compound"].between(-1, 1).all()
+    assert rows["score"].between(-1, 1).all()
 
 
 def test_base_models_report_their_loss_and_own_score(smoke_run):
     out, _ = smoke_run
     bases = pd.read_parquet(out / "base_models.parquet")
     assert sorted(zip(bases["model"], bases["pretrain_tokens"], strict=True)) == (
-        cfg.checkpoints(SMOKE))
+        grid.checkpoints(SMOKE))
     assert bases["eval_loss"].between(0, 10).all()
-    in_grid = bases.set_index(["model", "pretrain_tokens"]).loc[cfg.bases(SMOKE)]
+    in_grid = bases.set_index(["model", "pretrain_tokens"]).loc[grid.bases(SMOKE)]
     assert in_grid["base_positive_rate"].between(0, 1).all()
     chain = bases[bases["model"] == "tiny-a"].sort_values("pretrain_tokens")
     assert chain["eval_loss"].is_monotonic_decreasing
@@ -121,14 +120,15 @@ def test_a_log_reproduces_its_job_by_hand(smoke_run, tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c["invert"].update(learning_rat=0.1), "unknown config key(s) ['learning_rat']"),
-    (lambda c: c["grid"].update(positive=[40, 5000]),
+    (lambda c: c.update(invert={"sft": {"learning_rat": 0.1}}),
+     "invert.sft.learning_rat is not a field of SFTConfig; did you mean 'learning_rate'?"),
+    (lambda c: c.update(grid={"positive": [40, 5000]}),
      "grid.positive asks for 5000 examples but the positive pool"),
-    (lambda c: c["generation"].update(top_k="thirty"),
+    (lambda c: c.update(generation={"top_k": "thirty"}),
      "'generation.top_k' must be of type integer"),
 ])
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
-    config = yaml.safe_load(SMOKE_CONFIG.read_text())
+    config = {}
     change(config)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))

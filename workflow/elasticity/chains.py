@@ -8,6 +8,8 @@ P = 400 model continues the P = 200 one on examples 201-400 of the same seeded o
 from __future__ import annotations
 
 import dataclasses
+import json
+from functools import cache
 from typing import Any
 
 from elasticity.grid import STAGES, Cell
@@ -40,14 +42,21 @@ CHAINABLE_SCHEDULES = ("constant", "constant_with_warmup")
 
 
 def chaining(config: dict[str, Any], stage: str, algorithm: str) -> tuple[bool, str]:
-    """Whether a stage's cells form training chains, and why (stated in the plan).
+    """Whether a stage's cells form training chains, and why (stated in the plan)."""
+    # Asked once per training job while the DAG is built: decided once per distinct input.
+    return _chaining(stage, algorithm, json.dumps(config[stage][algorithm], sort_keys=True),
+                     tuple(config["grid"][STAGES[stage]]))
 
-    A link continues the previous one exactly only for one epoch, a schedule that does not
+
+@cache
+def _chaining(stage: str, algorithm: str, section_json: str,
+              volumes: tuple[int, ...]) -> tuple[bool, str]:
+    """A link continues the previous one exactly only for one epoch, a schedule that does not
     depend on the total number of steps, and volumes that end on a batch boundary; otherwise
     every cell trains on its own from the start model.
     """
-    section = with_class_defaults(algorithm, config[stage][algorithm])
-    volumes = [v for v in config["grid"][STAGES[stage]] if v > 0]
+    section = with_class_defaults(algorithm, json.loads(section_json))
+    volumes = [v for v in volumes if v > 0]
     batch = effective_batch(section)
     reasons = []
     if float(section.get("num_train_epochs", 0)) != 1:

@@ -15,12 +15,14 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 CACHE = Path(".snakemake") / "elasticity"
 
 
+@cache
 def library_version(library: str) -> str:
     return f"{library}=={importlib.metadata.version(library)}"
 

@@ -52,7 +52,7 @@ class Cell:
 
     def row(self) -> dict[str, Any]:
         """The cell's coordinates, as every results row carries them."""
-        return dataclasses.asdict(self)
+        return {name: getattr(self, name) for name in COLUMNS}
 
     @property
     def is_base(self) -> bool:

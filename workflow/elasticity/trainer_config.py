@@ -17,6 +17,7 @@ import difflib
 import enum
 import importlib
 import tempfile
+from functools import cache
 from typing import Any
 
 from elasticity.checkcache import cached_problems, cached_value, library_version
@@ -74,6 +75,7 @@ def _config_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
+@cache
 def class_fields(kind: str) -> dict[str, Any]:
     """Field name -> default of a trainer config class, read once per library version."""
     module, name, library = CLASSES[kind]
