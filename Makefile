@@ -2,10 +2,13 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-EXPERIMENT := $(shell sed -n 's/^experiment: *//p' config.yaml)
 PROFILE ?= profiles/local
+# A config of your own: `make run CONFIG=my.yaml` (it lists only what differs from config.yaml).
+CONFIG ?=
+CONFIGFLAG := $(if $(CONFIG),--configfile=$(CONFIG))
+NAME := $(shell sed -n 's/^name: *\([^ #]*\).*/\1/p' $(CONFIG) config.yaml | head -n 1)
 
-.PHONY: env run test test-slow lint bench plan slurm-profile clean
+.PHONY: env run check test test-slow lint bench plan slurm-profile clean
 
 env: $(VENV)/.installed
 
@@ -17,9 +20,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-run: env
-	$(BIN)/snakemake --profile $(PROFILE) all
-	$(BIN)/snakemake --profile $(PROFILE) --report results/$(EXPERIMENT)/report.html
+run: env check
+	$(BIN)/snakemake --profile $(PROFILE) $(CONFIGFLAG) all
+	$(BIN)/snakemake --profile $(PROFILE) $(CONFIGFLAG) --report results/$(NAME)/report.html
+
+# The config read strictly (file and line of a syntax error or duplicate key) and validated.
+check: env
+	$(BIN)/python -m elasticity.configfile $(CONFIG)
 
 test: env
 	$(BIN)/pytest
@@ -32,14 +39,14 @@ lint: env
 	$(BIN)/snakemake --lint
 
 bench: env
-	$(BIN)/python tests/benchmarks/bench_run.py
+	$(BIN)/python tests/benchmarks/bench_compare.py
 	$(BIN)/python tests/benchmarks/bench_dryrun.py
+	$(BIN)/python tests/benchmarks/bench_bad_configs.py
 
-# The plan before the run: rule graph, job DAG and per-rule job counts of a config.
-# `make plan CONFIG=my.yaml` for another config (used alone, not merged into the default).
-CONFIG ?= config.yaml
-PLAN := $(BIN)/snakemake --configfile $(CONFIG) --replace-workflow-config --cores 1
-plan: env
+# The plan before the run: rule graph, job DAG and per-rule job counts of a config
+# (`make plan CONFIG=my.yaml` for yours).
+PLAN := $(BIN)/snakemake $(CONFIGFLAG) --cores 1
+plan: env check
 	@command -v dot >/dev/null || { echo "graphviz's dot is missing: apt-get install graphviz"; exit 1; }
 	mkdir -p dag
 	$(PLAN) --rulegraph dot all | dot -Tsvg > dag/rulegraph.svg

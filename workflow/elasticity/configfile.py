@@ -75,3 +75,35 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         elif value:  # update_config leaves a non-mapping in place under an empty mapping
             merged[key] = merge({}, dict(value))
     return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m elasticity.configfile [OVERRIDE.yaml ...]`: read the default config and the
+    overrides strictly, merge them and validate the result, as a run would before any job.
+
+    Snakemake reads `--configfile` files itself before the workflow starts and reports a syntax
+    error there without its line; this reports it with file and line."""
+    import argparse
+    import sys
+
+    from elasticity import config as cfg
+
+    parser = argparse.ArgumentParser(prog="python -m elasticity.configfile",
+                                     description=main.__doc__)
+    parser.add_argument("overrides", nargs="*", help="config files that override the default")
+    parser.add_argument("--default", default="config.yaml", help="the default config")
+    ns = parser.parse_args(argv)
+    try:
+        config = load_yaml(ns.default)
+        for path in ns.overrides:
+            config = merge(config, load_yaml(path))
+        cfg.validate(config)
+    except (ConfigFileError, cfg.ConfigError, OSError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"config ok: {ns.default}" + "".join(f" + {p}" for p in ns.overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
