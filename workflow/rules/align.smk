@@ -3,23 +3,6 @@
 # training chain when the schedule allows it (elasticity.chains; the plan says which).
 
 
-def link(stage: str, algorithm: str):
-    """Input function of a fine-tuning link: the model the stage starts from and, in a chain,
-    the previous link it continues."""
-
-    def inputs(w) -> dict[str, object]:
-        cell = cell_of(w, algorithm=algorithm, **({"negative": 0} if stage == "align" else {}))
-        previous = chains.previous_link(config, cell, stage)
-        return {"start": at(chains.start_model(cell, stage).model_path()),
-                "previous": [at(previous.model_path())] if previous else []}
-
-    return inputs
-
-
-def previous_link_path(stage: str, algorithm: str):
-    return lambda w, input: input.previous[0] if input.previous else None
-
-
 rule align_sft:
     input:
         unpack(link("align", "sft")),

@@ -42,7 +42,7 @@ if MAIN:
 
 
 def step(name: str, log, threads: int = 1, **kwargs) -> None:
-    """Run step `name` of the package for a rule (see elasticity.runner): forked from a
+    """Run step `name` of the package for a job (elasticity.runner): forked from a
     preloaded server in the main process, directly in a process that runs one job."""
     run_step(name, kwargs, log=log[0], threads=threads, fork=MAIN)
 
@@ -80,3 +80,26 @@ def at(path: str) -> str:
 
 def cell_of(wildcards, **fixed) -> Cell:
     return Cell.from_wildcards({**dict(wildcards.items()), **fixed})
+
+
+def previous_checkpoint(w) -> list[str]:
+    """The checkpoint a pretraining budget continues: the model's next smaller budget."""
+    tokens = grid.previous_budget(config, w.model, int(w.pretrain_tokens))
+    return [] if tokens is None else [BASE_MODEL.format(model=w.model, pretrain_tokens=tokens)]
+
+
+def link(stage: str, algorithm: str):
+    """Input function of a fine-tuning link: the model the stage starts from and, in a chain,
+    the previous link it continues."""
+
+    def inputs(w) -> dict[str, object]:
+        cell = cell_of(w, algorithm=algorithm, **({"negative": 0} if stage == "align" else {}))
+        previous = chains.previous_link(config, cell, stage)
+        return {"start": at(chains.start_model(cell, stage).model_path()),
+                "previous": [at(previous.model_path())] if previous else []}
+
+    return inputs
+
+
+def previous_link_path(stage: str, algorithm: str):
+    return lambda w, input: input.previous[0] if input.previous else None

@@ -16,12 +16,6 @@ rule tokenizer:
         step("tokenizer", log, corpus=input[0], out=output[0], **params.tokenizer)
 
 
-def previous_checkpoint(w) -> list[str]:
-    """The checkpoint a pretraining budget continues: the model's next smaller budget."""
-    tokens = grid.previous_budget(config, w.model, int(w.pretrain_tokens))
-    return [] if tokens is None else [BASE_MODEL.format(model=w.model, pretrain_tokens=tokens)]
-
-
 rule pretrain:
     input:
         corpus=SPLIT.format(split="pretrain"),
