@@ -46,9 +46,11 @@ STAGES = ["pretraining", "alignment", "inverse fine-tuning", "generation", "scor
 FINETUNING = ("alignment", "inverse fine-tuning")
 TOKENS_TARGET = 1.8   # base fine-tuning tokens / current ones, at least
 WALL_TARGET = 0.70    # current wall time / base one, at most
-# Summary columns that place a cell in the grid (names of either version).
-COORDINATES = ["task", "model", "tokens", "pretrain_tokens", "algorithm", "positive",
-               "negative", "seed"]
+# Summary columns that place a cell in the grid, by either version's name -> common name.
+COORDINATES = {"task": "task", "model": "model", "tokens": "pretrain_tokens",
+               "pretrain_tokens": "pretrain_tokens", "algorithm": "algorithm",
+               "positive": "positive", "positive_examples": "positive",
+               "negative": "negative", "negative_examples": "negative", "seed": "seed"}
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Run:
     jobs: list[tuple[str, dict]] = field(default_factory=list)   # (stage, METRICS)
     cells: int = 0
     coordinates: list[str] = field(default_factory=list)
+    cell_set: set[tuple] = field(default_factory=set)   # by common coordinate names, sorted
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,8 +80,10 @@ def parse_args() -> argparse.Namespace:
 
 
 def add_worktree(rev: str, path: Path) -> None:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
-                   check=True, capture_output=True, text=True)
+    done = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"git worktree add {path} {rev} failed:\n{done.stderr}")
 
 
 def describe(root: Path) -> str:
@@ -186,7 +191,10 @@ def read_jobs(run: Run) -> None:
 def read_cells(run: Run) -> None:
     summary = pd.read_parquet(only_subdirectory(run.directory / "results") / "summary.parquet")
     run.cells = len(summary)
-    run.coordinates = [c for c in COORDINATES if c in summary.columns]
+    run.coordinates = [c for c in summary.columns if c in COORDINATES]
+    common = summary[run.coordinates].rename(columns=COORDINATES)
+    common = common[sorted(common.columns)]
+    run.cell_set = set(common.itertuples(index=False, name=None))
 
 
 def tokens(metrics: dict) -> int:
@@ -233,9 +241,13 @@ def print_targets(base: Run, current: Run) -> None:
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "FAIL"
 
-    same_cells = base.cells == current.cells
-    print(f"same cells: base {base.cells}, current {current.cells} rows of summary.parquet: "
-          f"{verdict(same_cells)}")
+    same_count = base.cells == current.cells
+    same_set = base.cell_set == current.cell_set
+    same_cells = same_count and same_set
+    print(f"same cells: base {base.cells}, current {current.cells} rows of summary.parquet "
+          f"({'same' if same_set else 'different'} cell coordinates; "
+          f"{len(base.cell_set - current.cell_set)} only in base, "
+          f"{len(current.cell_set - base.cell_set)} only in current): {verdict(same_cells)}")
     base_ft, current_ft = finetuning_tokens(base), finetuning_tokens(current)
     ratio = base_ft / current_ft if current_ft else float("inf")
     tokens_ok = ratio >= TOKENS_TARGET and same_cells
