@@ -56,12 +56,5 @@ def cached_value(name: str, key: Any, compute: Callable[[], Any]) -> Any:
 
 
 def cached_problems(name: str, key: Any, check: Callable[[], list[str]]) -> list[str]:
-    """`check()`'s problems; an empty result is remembered for the same key."""
-    store, digest = _read(name), _digest(key)
-    if store.get(digest) is True:
-        return []
-    problems = check()
-    if not problems:
-        store[digest] = True
-        _write(name, store)
-    return problems
+    """`check()`'s problems, remembered for the same key."""
+    return list(cached_value(name, key, check))

@@ -190,16 +190,33 @@ def _budgets(config: dict[str, Any]) -> list[str]:
 
 def _devices(config: dict[str, Any]) -> list[str]:
     wanted = [s for s in STAGE_DEVICES if config[s]["device"] == "cuda"]
-    if not wanted:
-        return []
+    why = _no_cuda_reason() if wanted else None
+    return [f"{s}.device is 'cuda' but {why} on this machine, which runs the jobs (set it to "
+            f"'cpu', or run on a cluster profile whose jobs get a GPU)" for s in wanted if why]
+
+
+def _no_cuda_reason() -> str | None:
+    """Why torch cannot use a GPU here, or None. The clear cases are read without importing
+    torch (seconds): the build torch records in its version file, and CUDA_VISIBLE_DEVICES
+    hiding every device; otherwise torch itself is asked."""
+    import ast
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return "torch is not installed"
+    version_file = Path(spec.origin).parent / "version.py"
+    built = {t.target.id: t.value for t in ast.parse(version_file.read_text()).body
+             if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name)}
+    cuda = built.get("cuda")
+    if isinstance(cuda, ast.Constant) and cuda.value is None:
+        return "this torch was built without CUDA"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return "CUDA_VISIBLE_DEVICES hides every GPU"
     import torch
 
-    if torch.cuda.is_available():
-        return []
-    why = ("this torch has no CUDA support" if not torch.backends.cuda.is_built()
-           else "no GPU is visible")
-    return [f"{s}.device is 'cuda' but {why} on this machine, which runs the jobs (set it to "
-            f"'cpu', or run on a cluster profile whose jobs get a GPU)" for s in wanted]
+    return None if torch.cuda.is_available() else "torch sees no usable GPU"
 
 
 def _architecture(config: dict[str, Any], name: str, arch: dict[str, Any]) -> list[str]:
