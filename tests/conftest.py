@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,31 @@ def small_splits(tmp_path_factory, sdist) -> Path:
     out = tmp_path_factory.mktemp("splits")
     data.prepare(str(sdist), str(out), sha256=d.pop("source")["sha256"], **d)
     return out
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+             "--profile", str(ROOT / "profiles" / "local")]
+
+
+def snakemake(workdir: Path, *args: str, config: Path = SMOKE_CONFIG, check: bool = True):
+    """The workflow's command line on `workdir`, with `config` overriding the default."""
+    cmd = SNAKEMAKE + ["--directory", str(workdir), f"--configfile={config}", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{shlex.join(cmd)} failed:\n{done.stdout[-3000:]}\n"
+                             f"{done.stderr[-5000:]}")
+    return done
+
+
+@pytest.fixture(scope="session")
+def finished_smoke(tmp_path_factory, sdist) -> Path:
+    """The working directory of one finished smoke run, shared by the tests that read it;
+    a test that damages results works on a copy."""
+    work = tmp_path_factory.mktemp("smoke")
+    (work / "downloads").mkdir()
+    shutil.copy(sdist, work / "downloads" / sdist.name)
+    snakemake(work, "all")
+    return work
 
 
 @pytest.fixture

@@ -33,8 +33,7 @@ from elasticity import data, grid
 from elasticity.configfile import load_yaml, merge
 from elasticity.grid import Cell
 
-from .conftest import SMOKE, SMOKE_CONFIG, SOURCE
-from .test_workflow import SNAKEMAKE, snakemake
+from .conftest import SMOKE, SMOKE_CONFIG, SNAKEMAKE, SOURCE, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -246,18 +245,10 @@ def check_message(output: str, case: Bad, override: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def smoke_workdir(tmp_path_factory, sdist) -> Path:
-    """A smoke working directory after a valid dry run: its validation cache (trainer fields,
-    sections, models) is warm. The finished run for classes 9-11 continues here."""
-    work = tmp_path_factory.mktemp("smoke")
-    set_downloads(work, sdist, "genuine")
-    snakemake(work, "-n", "all")
-    return work
-
-
-@pytest.fixture(scope="module")
-def warm_cache(smoke_workdir) -> Path:
-    return smoke_workdir / ".snakemake" / "elasticity"
+def warm_cache(finished_smoke) -> Path:
+    """The validation cache (trainer fields, sections, models) of a valid run, as a user's
+    second run finds it."""
+    return finished_smoke / ".snakemake" / "elasticity"
 
 
 def reject(tmp_path: Path, sdist: Path, cache: Path, case: Bad) -> tuple[str, float]:
@@ -354,11 +345,10 @@ def test_8_config_file_errors_name_file_and_line(tmp_path, sdist, warm_cache, ca
 
 
 @pytest.fixture(scope="module")
-def finished(smoke_workdir) -> Path:
+def finished(finished_smoke) -> Path:
     """A finished smoke run. Tests damage copies of it, never the run itself: Snakemake deletes
     the outputs of a failed job, which would leave the next test a different run."""
-    snakemake(smoke_workdir, "all")
-    return smoke_workdir
+    return finished_smoke
 
 
 def copy_of(run: Path, tmp_path: Path) -> Path:

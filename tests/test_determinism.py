@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from .test_workflow import snakemake
+from .conftest import snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.workflow]
 

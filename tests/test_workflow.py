@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,31 +15,14 @@ from elasticity.aggregate import SUMMARY_COLUMNS
 from elasticity.grid import COLUMNS
 from elasticity.io import parquet_params
 
-from .conftest import ROOT, SMOKE, SMOKE_CONFIG
+from .conftest import SMOKE, snakemake
 
 pytestmark = pytest.mark.workflow
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-             "--profile", str(ROOT / "profiles" / "local")]
-
-
-def snakemake(workdir: Path, *args: str, config: Path = SMOKE_CONFIG, check: bool = True):
-    cmd = SNAKEMAKE + ["--directory", str(workdir), f"--configfile={config}", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{shlex.join(cmd)} failed:\n{done.stdout[-3000:]}\n"
-                             f"{done.stderr[-5000:]}")
-    return done
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, sdist):
-    import shutil
-
-    workdir = tmp_path_factory.mktemp("smoke")
-    (workdir / "downloads").mkdir()
-    shutil.copy(sdist, workdir / "downloads" / sdist.name)
-    snakemake(workdir, "all")
-    return workdir / "results" / "smoke", workdir
+def smoke_run(finished_smoke):
+    return finished_smoke / "results" / "smoke", finished_smoke
 
 
 def test_every_cell_is_scored_with_its_coordinates_and_provenance(smoke_run):

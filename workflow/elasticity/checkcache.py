@@ -46,10 +46,11 @@ def _digest(key: Any) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def cached_value(name: str, key: Any, compute: Callable[[], Any]) -> Any:
-    """`compute()`, or its value from an earlier run with the same key."""
+def cached_value(name: str, key: Any, compute: Callable[[], Any],
+                 valid: Callable[[Any], bool] = lambda value: True) -> Any:
+    """`compute()`, or its value from an earlier run with the same key (if `valid`)."""
     store, digest = _read(name), _digest(key)
-    if digest not in store:
+    if digest not in store or not valid(store[digest]):
         store[digest] = compute()
         _write(name, store)
     return store[digest]
@@ -57,4 +58,4 @@ def cached_value(name: str, key: Any, compute: Callable[[], Any]) -> Any:
 
 def cached_problems(name: str, key: Any, check: Callable[[], list[str]]) -> list[str]:
     """`check()`'s problems, remembered for the same key."""
-    return list(cached_value(name, key, check))
+    return cached_value(name, key, check, valid=lambda value: isinstance(value, list))

@@ -8,6 +8,7 @@ Each job still gets its own process: its own RNG state, memory and log, and true
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -75,7 +76,13 @@ def run_here(step: str, kwargs: dict[str, Any], threads: int = 1) -> Any:
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     start = time.time()
-    result = resolve(step)(**kwargs)
+    function = resolve(step)
+    # What is imported by now (in a forked job: torch, transformers, TRL, ...) lives as long as
+    # the process: leave it out of garbage collection, or every gc.collect() scans millions of
+    # objects (the Trainer collects at the end of training: about a second a job) and, in a
+    # forked job, touches their pages (copy-on-write copies).
+    gc.freeze()
+    result = function(**kwargs)
     metrics = {
         "step": step,
         "wall_seconds": round(time.time() - start, 2),
