@@ -15,8 +15,10 @@ import time
 
 import pandas as pd
 import pytest
+import yaml
 
 from elasticity import grid
+from elasticity.configfile import merge
 
 from .conftest import ROOT, SMOKE, SMOKE_CONFIG
 
@@ -40,20 +42,24 @@ def cluster():
 def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdist):
     (tmp_path / "downloads").mkdir()
     shutil.copy(sdist, tmp_path / "downloads" / sdist.name)
+    # One seed of the smoke grid: every stage and chain, half the submissions (each starts
+    # Snakemake and torch inside its job).
+    one_seed = {"grid": {"seed": [0]}}
+    (tmp_path / "one_seed.yaml").write_text(yaml.safe_dump(one_seed))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--profile",
            str(ROOT / "profiles" / "slurm"), "--directory", str(tmp_path),
-           f"--configfile={SMOKE_CONFIG}",
+           "--configfile", str(SMOKE_CONFIG), str(tmp_path / "one_seed.yaml"),
            # The cluster is idle: poll it early rather than after the profile's 20 s.
            "--slurm-init-seconds-before-status-checks", "2", "all"]
     start = time.time()
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=420)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     wall = time.time() - start
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     submissions = set(re.findall(r"SLURM jobid (\d+)", output))
     print(f"\nsmoke config under SLURM: {wall:.0f} s, {len(submissions)} sbatch submissions")
 
-    smoke = SMOKE
+    smoke = merge(SMOKE, one_seed)
     summary = pd.read_parquet(tmp_path / "results" / "smoke" / "summary.parquet")
     assert len(summary) == len(grid.cells(smoke))
     assert summary["positive_rate"].between(0, 1).all()
