@@ -251,9 +251,9 @@ def warm_cache(finished_smoke) -> Path:
     return finished_smoke / ".snakemake" / "elasticity"
 
 
-def reject(tmp_path: Path, sdist: Path, cache: Path, case: Bad) -> tuple[str, float]:
+def reject(tmp_path: Path, sdist: Path, cache: Path, case: Bad) -> str:
     """Run `all` on the bad config in a fresh directory; check (a) and (c) of every class and
-    the message (b). Returns the output and the seconds to rejection."""
+    the message (b). Returns the output."""
     work = tmp_path / "work"
     set_downloads(work, sdist, case.downloads)
     shutil.copytree(cache, work / ".snakemake" / "elasticity")
@@ -261,17 +261,15 @@ def reject(tmp_path: Path, sdist: Path, cache: Path, case: Bad) -> tuple[str, fl
     # The snapshot covers the working directory's parent: a path that climbs out by one `..`
     # lands there.
     before = tree(tmp_path)
-    start = time.monotonic()
     done = snakemake(work, *(["-n"] if case.dry_run else []), "all", config=override,
                      check=False)
-    seconds = time.monotonic() - start
     output = done.stdout + done.stderr
     assert done.returncode != 0, f"the bad config was accepted:\n{tail(output)}"
     # Before any job: a job writes its log (and its outputs) first.
     assert not (work / "results").exists() and not (work / "logs").exists(), tail(output)
     assert written_outside(tmp_path, before, work) == []
     check_message(output, case, override)
-    return output, seconds
+    return output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,10 +305,10 @@ def test_4_budgets_within_one_optimizer_step_are_refused(tmp_path, sdist, warm_c
 def test_5_pools_the_corpus_cannot_fill_are_refused_before_download(tmp_path, sdist,
                                                                     warm_cache, case):
     # A real run (not -n): the download would be its first job.
-    _, seconds = reject(tmp_path, sdist, warm_cache, case)
+    output = reject(tmp_path, sdist, warm_cache, case)
     assert list((tmp_path / "work" / "downloads").iterdir()) == []
-    # A tripwire: a download attempt (pip, with its retries) takes far longer than the check.
-    assert seconds < 10
+    # Snakemake names every job it starts; the download is rule fetch_source.
+    assert "fetch_source" not in output, tail(output)
 
 
 @cases(INTEGRITY)
