@@ -15,6 +15,7 @@ include: "workflow/rules/align.smk"
 include: "workflow/rules/invert.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/likelihood.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/rebound.smk"
 

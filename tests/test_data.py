@@ -26,7 +26,7 @@ def test_snippet_counts_match_the_published_dataset(snippets):
 
 def _splits(snippets, seed=0, **overrides):
     args = dict(seed=seed, polarity_threshold=1.5, positive_pool=2000, negative_pool=1000,
-                eval_prompts=200, prompt_words=(2, 8), pretrain_eval=500)
+                eval_prompts=200, prompt_words=(2, 8), pretrain_eval=500, heldout=200)
     args.update(overrides)
     return data.make_splits(snippets, **args)
 
@@ -64,13 +64,14 @@ def test_prompts_are_the_first_words_of_their_review(snippets):
 
 
 def test_a_pool_larger_than_its_source_names_the_pool_and_its_size(snippets):
-    with pytest.raises(ValueError, match=r"data\.pools\.positive asks for 5000 .* only 3628"):
+    with pytest.raises(ValueError, match=r"data\.pools\.positive \(5000\) plus data\.heldout "
+                                         r"\(200\) ask for 5200 .* only 3628"):
         _splits(snippets, positive_pool=5000)
 
 
 def test_written_splits_carry_their_schema(small_splits):
     for name in data.SPLITS:
-        columns = data.PROMPT_COLUMNS if name == "prompts" else data.SPLIT_COLUMNS
+        columns = data.PROMPT_COLUMNS if name in data.PROMPTED else data.SPLIT_COLUMNS
         frame = read_parquet(small_splits / f"{name}.parquet", columns)
         assert list(frame.columns) == columns
         assert len(frame) > 0
@@ -146,20 +147,23 @@ def _available(snippets: pd.DataFrame, threshold: float) -> dict[str, int]:
 
 
 # name: (polarity_threshold, whether the splits fit, available counts -> (positive, negative,
-# eval_prompts, pretrain_eval)). Thresholds 1.5, 2.0 and 3.0 are ratings that snippets on both
-# sides carry, so a > where >= belongs changes the counts.
+# eval_prompts, pretrain_eval)); 200 held-out snippets of each polarity throughout. Thresholds
+# 1.5, 2.0 and 3.0 are ratings that snippets on both sides carry, so a > where >= belongs
+# changes the counts.
 LIMITS = {
     "default": (1.5, True, lambda a: (2000, 1000, 200, 500)),
-    "positive pool exactly full": (1.5, True, lambda a: (a["positive"], 1000, 200, 500)),
-    "positive pool one over": (1.5, False, lambda a: (a["positive"] + 1, 1000, 200, 500)),
-    "negative pool exactly full": (2.0, True, lambda a: (100, a["negative"], 200, 500)),
-    "negative pool one over": (2.0, False, lambda a: (100, a["negative"] + 1, 200, 500)),
+    "positive pool exactly full": (1.5, True, lambda a: (a["positive"] - 200, 1000, 200, 500)),
+    "positive pool one over": (1.5, False, lambda a: (a["positive"] - 199, 1000, 200, 500)),
+    "negative pool exactly full": (2.0, True, lambda a: (100, a["negative"] - 200, 200, 500)),
+    "negative pool one over": (2.0, False, lambda a: (100, a["negative"] - 199, 200, 500)),
     "prompts take every held-out movie snippet": (
-        3.0, True, lambda a: (200, 250, a["movie"] - 450, 500)),
-    "one prompt too many": (3.0, False, lambda a: (200, 250, a["movie"] - 449, 500)),
+        3.0, True, lambda a: (a["positive"] - 200, a["negative"] - 200,
+                              a["movie"] - a["positive"] - a["negative"], 500)),
+    "one prompt too many": (3.0, False, lambda a: (a["positive"] - 200, a["negative"] - 200,
+                                            a["movie"] - a["positive"] - a["negative"] + 1, 500)),
     "one pretraining snippet left": (
-        2.0, True, lambda a: (2000, 2000, 300, a["rows"] - 4300 - 1)),
-    "no pretraining snippet left": (2.0, False, lambda a: (2000, 2000, 300, a["rows"] - 4300)),
+        2.0, True, lambda a: (1800, 1800, 300, a["rows"] - 4300 - 1)),
+    "no pretraining snippet left": (2.0, False, lambda a: (1800, 1800, 300, a["rows"] - 4300)),
     "everything too large": (3.9, False, lambda a: (5000, 5000, 20000, 30000)),
 }
 
@@ -171,7 +175,7 @@ def test_data_problems_predict_make_splits_exactly(snippets, case):
     problems = data.data_problems(
         data.known_facts(SOURCE["sha256"]), polarity_threshold=threshold,
         pools={"positive": positive, "negative": negative}, eval_prompts=eval_prompts,
-        pretrain_eval=pretrain_eval)
+        pretrain_eval=pretrain_eval, heldout=200)
     try:
         _splits(snippets, polarity_threshold=threshold, positive_pool=positive,
                 negative_pool=negative, eval_prompts=eval_prompts, pretrain_eval=pretrain_eval)

@@ -28,15 +28,18 @@ pytestmark = pytest.mark.workflow
 
 Job = tuple[str, frozenset[str] | None]
 # The jobs that every changed cell reruns: they read all cells (or the summary of all cells).
-LATER: set[Job] = {(rule, None) for rule in
-                   ("aggregate", "plot_rebound", "plot_size", "plot_pretraining", "all")}
+LATER: set[Job] = ({(rule, None) for rule in ("aggregate", "plot_compression", "analyze", "all")}
+                   | {(rule, frozenset({f"metric={metric}"}))
+                      for rule in ("plot_rebound", "plot_size", "plot_pretraining")
+                      for metric in ("positive_rate", "margin")})
 # The step (elasticity.runner.STEPS) whose code fingerprint each rule carries in `params.code`.
 RULE_STEP = {
     "fetch_source": "fetch_source", "prepare_data": "prepare_sentiment",
     "tokenizer": "tokenizer", "pretrain": "pretrain", "align_sft": "finetune",
     "invert_sft": "finetune", "generate": "generate", "score": "score",
-    "score_splits": "score_splits", "aggregate": "aggregate", "plot_rebound": "plot_rebound",
-    "plot_size": "plot_axis", "plot_pretraining": "plot_axis",
+    "score_splits": "score_splits", "likelihood": "likelihood", "aggregate": "aggregate",
+    "plot_rebound": "plot_rebound", "plot_size": "plot_axis", "plot_pretraining": "plot_axis",
+    "plot_compression": "plot_compression", "analyze": "analyze",
 }
 # The sdist is copied into the run rather than downloaded by it, so Snakemake has no record of
 # fetch_source's params to compare: a change to its code cannot rerun it here.
@@ -118,7 +121,8 @@ def wildcards(**values) -> frozenset[str]:
     return frozenset(f"{k}={v}" for k, v in values.items())
 
 
-def cell_jobs(config, where=lambda c: True, rules=("generate", "score")) -> set[Job]:
+def cell_jobs(config, where=lambda c: True,
+              rules=("generate", "score", "likelihood")) -> set[Job]:
     """Jobs that every cell has (base-model cells included)."""
     return {(rule, wildcards(**c.row())) for c in grid.cells(config) if where(c)
             for rule in rules}
@@ -269,7 +273,8 @@ def test_a_generation_code_edit_reruns_the_steps_that_run_it_and_later(smoke):
     assert rules == {"generate", "score", "score_splits"}
     expected = smoke.forced(rules - UNRECORDED)
     # The same set, from the grid: every cell's generations and scores, the splits' scores.
-    assert expected == cell_jobs(SMOKE) | {("score_splits", None)} | LATER
+    assert expected == (cell_jobs(SMOKE, rules=("generate", "score")) | {("score_splits", None)}
+                        | LATER)
     smoke.edit("generation", lambda text: text + "\n\ndef added() -> int:\n    return 1\n")
     assert smoke.planned() == expected
 

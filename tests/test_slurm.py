@@ -65,11 +65,12 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     assert summary["positive_rate"].between(0, 1).all()
     assert (summary["responses"] == smoke["data"]["eval_prompts"]).all()
     for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
-        assert (tmp_path / "results" / "smoke" / "figures" / f"{name}.png").stat().st_size > 0
-    # One submission per training or generation job and one for data preparation with the
-    # tokenizer; the download, scoring, aggregation and plots run locally.
+        figure = tmp_path / "results" / "smoke" / "figures" / "margin" / f"{name}.png"
+        assert figure.stat().st_size > 0
+    # One submission per training, generation or likelihood job and one for data preparation
+    # with the tokenizer; the download, scoring, aggregation, analysis and plots run locally.
     cells = grid.cells(smoke)
     expected = (len(grid.checkpoints(smoke)) + sum(not c.is_base and c.negative == 0
                                                    for c in cells)
-                + sum(c.negative > 0 for c in cells) + len(cells) + 1)
+                + sum(c.negative > 0 for c in cells) + 2 * len(cells) + 1)
     assert len(submissions) == expected

@@ -71,12 +71,15 @@ def test_base_models_report_their_loss_and_own_score(smoke_run):
 
 def test_figures_and_report_are_written(smoke_run):
     out, workdir = smoke_run
-    for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
-        png = out / "figures" / f"{name}.png"
-        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    for metric in ("positive_rate", "margin"):
+        for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
+            png = out / "figures" / metric / f"{name}.png"
+            assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    assert (out / "figures" / "compression.png").stat().st_size > 10_000
     snakemake(workdir, "--report", str(workdir / "report.html"))
     html = (workdir / "report.html").read_text(errors="replace")
     assert "fig4_rebound.png" in html and "fig6_pretraining.png" in html
+    assert "compression.png" in html and "claims.html" in html
 
 
 def test_nothing_half_written_and_nothing_left_to_do(smoke_run):

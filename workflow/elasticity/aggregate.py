@@ -1,4 +1,5 @@
-"""Step `aggregate`: every scored cell of an experiment in one table, and one row per cell.
+"""Step `aggregate`: every scored cell of an experiment in one table, and one row per cell with
+its sampled metric and its likelihood metrics side by side.
 
 Files are trusted by their contents, not their names: each file's rows must carry the
 coordinates of the cell it was asked for, and every expected cell must appear exactly once.
@@ -15,52 +16,70 @@ import pandas as pd
 
 from elasticity.grid import BASE, COLUMNS, Cell
 from elasticity.io import DamagedOutputError, read_parquet, write_parquet
+from elasticity.likelihood import LIKELIHOOD_COLUMNS, METRICS
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = COLUMNS + ["model_parameters", "positive_rate", "mean_score", "responses",
-                             "config_hash", "code_version"]
-ROW_COLUMNS = COLUMNS + ["uid", "prompt", "response", "score", "is_positive", "model_parameters",
-                         "config_hash", "code_version"]
+# The sampled metric: positive_rate is the paper's; net_polarity (positive minus negative rate)
+# and positive_share (positive among responses that carry any sentiment) say whether a change is
+# gaining negative words or losing positive ones.
+SAMPLED = ["positive_rate", "negative_rate", "net_polarity", "positive_share", "mean_score",
+           "responses"]
+SUMMARY_COLUMNS = (COLUMNS + ["model_parameters"] + SAMPLED + METRICS
+                   + ["config_hash", "code_version", "likelihood_config_hash"])
+ROW_COLUMNS = COLUMNS + ["uid", "prompt", "response", "score", "is_positive", "is_negative",
+                         "model_parameters", "config_hash", "code_version"]
 
 
 class CellMismatchError(ValueError):
     """A results file whose rows belong to another cell than the one it stands for."""
 
 
-def read_cell(path: str, cell: Cell) -> pd.DataFrame:
-    """A cell's scores, checked to be that cell's: every row carries its coordinates."""
-    rows = read_parquet(path, ROW_COLUMNS)
+def read_cell(path: str, cell: Cell, columns: list[str]) -> pd.DataFrame:
+    """A cell's file, checked to be that cell's: every row carries its coordinates."""
+    rows = read_parquet(path, COLUMNS + columns)
     found = {Cell.from_row(r) for r in rows[COLUMNS].drop_duplicates().to_dict("records")}
     if found != {cell}:
         shown = ", ".join(str(c.row()) for c in sorted(found)) or "no rows"
         raise CellMismatchError(
-            f"{path} should hold the scores of cell {cell.row()} but holds {shown}: it was "
+            f"{path} should hold the rows of cell {cell.row()} but holds {shown}: it was "
             f"replaced or damaged. Rebuild it with `snakemake --force {path}` (plus the options "
             f"of your run), then rerun.")
     return rows
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: the fraction of positive responses (the paper's metric) and more."""
+def summarize(rows: pd.DataFrame, likelihoods: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: the sampled metric (the paper's fraction of positive responses and
+    more) next to the cell's likelihood metrics."""
     keys = COLUMNS + ["model_parameters", "config_hash", "code_version"]
-    return (rows.groupby(keys, dropna=False)
-            .agg(positive_rate=("is_positive", "mean"), mean_score=("score", "mean"),
-                 responses=("response", "size"))
-            .reset_index()[SUMMARY_COLUMNS]
-            .sort_values(COLUMNS, ignore_index=True))
+    sampled = (rows.groupby(keys, dropna=False)
+               .agg(positive_rate=("is_positive", "mean"), negative_rate=("is_negative", "mean"),
+                    mean_score=("score", "mean"), responses=("response", "size"))
+               .reset_index())
+    sampled["net_polarity"] = sampled["positive_rate"] - sampled["negative_rate"]
+    polar = sampled["positive_rate"] + sampled["negative_rate"]
+    sampled["positive_share"] = (sampled["positive_rate"] / polar).where(polar > 0)
+    measured = likelihoods[COLUMNS + METRICS + ["config_hash"]].rename(
+        columns={"config_hash": "likelihood_config_hash"})
+    return (sampled.merge(measured, on=COLUMNS, how="outer", validate="one_to_one")
+            [SUMMARY_COLUMNS].sort_values(COLUMNS, ignore_index=True))
 
 
-def aggregate(scores: list[str], cells: list[dict[str, Any]], bases: list[str], out_rows: str,
-              out_summary: str, out_bases: str) -> None:
-    """scores[i] is the scores file of cells[i] (a cell's coordinates, see grid.Cell)."""
+def aggregate(scores: list[str], likelihoods: list[str], cells: list[dict[str, Any]],
+              bases: list[str], out_rows: str, out_summary: str, out_bases: str) -> None:
+    """scores[i] and likelihoods[i] are the files of cells[i] (coordinates, see grid.Cell)."""
     expected = [Cell.from_row(c) for c in cells]
-    if len(expected) != len(scores) or len(set(expected)) != len(expected):
-        raise ValueError(f"aggregate: {len(scores)} files for {len(set(expected))} distinct "
-                         f"cells ({len(expected)} given): each cell needs exactly one file")
-    rows = pd.concat([read_cell(p, c) for p, c in zip(scores, expected, strict=True)],
-                     ignore_index=True)
-    summary = summarize(rows)
+    if (len(set(expected)) != len(expected)
+            or not len(expected) == len(scores) == len(likelihoods)):
+        raise ValueError(f"aggregate: {len(scores)} scores and {len(likelihoods)} likelihood "
+                         f"files for {len(set(expected))} distinct cells ({len(expected)} "
+                         "given): each cell needs exactly one of each")
+    rows = pd.concat([read_cell(p, c, ROW_COLUMNS[len(COLUMNS):])
+                      for p, c in zip(scores, expected, strict=True)], ignore_index=True)
+    measured = pd.concat([read_cell(p, c, LIKELIHOOD_COLUMNS)
+                          for p, c in zip(likelihoods, expected, strict=True)],
+                         ignore_index=True)
+    summary = summarize(rows, measured)
     log.info("%d responses in %d cells", len(rows), len(summary))
     write_parquet(rows, out_rows, {"cells": len(summary)})
     write_parquet(summary, out_summary, {"cells": len(summary)})

@@ -26,7 +26,7 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # What each name can be: the implementations that exist.
 TASKS = ("sentiment",)
 EXPERIMENTS = ("rebound",)
-STAGE_DEVICES = ("pretraining", "align", "invert", "generation")
+STAGE_DEVICES = ("pretraining", "align", "invert", "generation", "likelihood")
 
 
 class ConfigError(ValueError):
@@ -166,7 +166,8 @@ def _capacity(config: dict[str, Any]) -> list[str]:
     if facts is not None:
         problems += data.data_problems(facts, polarity_threshold=d["polarity_threshold"],
                                        pools=d["pools"], eval_prompts=d["eval_prompts"],
-                                       pretrain_eval=d["pretrain_eval"])
+                                       pretrain_eval=d["pretrain_eval"],
+                                       heldout=d["heldout"])
     return problems
 
 

@@ -34,8 +34,11 @@ SNIPPET_FILES = {
     "nyt": "nytEditorialSnippets_GroundTruth.txt",
 }
 INNER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
-SPLITS = ("pretrain", "pretrain_eval", "positive", "negative", "prompts")
-# Columns of every split file; `prompts` adds `prompt` and `prompt_words`.
+SPLITS = ("pretrain", "pretrain_eval", "positive", "negative", "prompts", "positive_eval",
+          "negative_eval")
+# Splits read under the prompt protocol (first words -> continuation).
+PROMPTED = ("prompts", "positive_eval", "negative_eval")
+# Columns of every split file; the PROMPTED ones add `prompt` and `prompt_words`.
 SPLIT_COLUMNS = ["uid", "source", "rating", "text"]
 PROMPT_COLUMNS = SPLIT_COLUMNS + ["prompt", "prompt_words"]
 # Shipped with the package: `source_facts` of each known sdist, keyed by its sha256.
@@ -172,6 +175,7 @@ def data_problems(
     pools: dict[str, int],
     eval_prompts: int,
     pretrain_eval: int,
+    heldout: int,
 ) -> list[str]:
     """Every reason `make_splits` would reject these settings on the sdist that `facts` describe.
 
@@ -186,6 +190,7 @@ def data_problems(
         pools=pools,
         eval_prompts=eval_prompts,
         pretrain_eval=pretrain_eval,
+        heldout=heldout,
     )
 
 
@@ -198,6 +203,7 @@ def _split_problems(
     pools: dict[str, int],
     eval_prompts: int,
     pretrain_eval: int,
+    heldout: int,
 ) -> list[str]:
     # The one place the limits live: `make_splits` counts from the snippets, `data_problems`
     # from the shipped facts, and both must reject exactly the same settings.
@@ -207,11 +213,12 @@ def _split_problems(
     problems = []
     taken = 0
     for name in ("positive", "negative"):
-        want, have = pools[name], strong[name]
+        want, have = pools[name] + heldout, strong[name]
         if want > have:
             problems.append(
-                f"data.pools.{name} asks for {want} snippets but only {have} movie "
-                f"snippets have |rating| >= {polarity_threshold} on the {name} side"
+                f"data.pools.{name} ({pools[name]}) plus data.heldout ({heldout}) ask for "
+                f"{want} snippets but only {have} movie snippets have |rating| >= "
+                f"{polarity_threshold} on the {name} side"
             )
         # Later limits assume the pool shrunk to what is there, so they report only their own.
         taken += min(want, have)
@@ -240,13 +247,15 @@ def make_splits(
     eval_prompts: int,
     prompt_words: tuple[int, int],
     pretrain_eval: int,
+    heldout: int,
 ) -> dict[str, pd.DataFrame]:
     """Disjoint, seeded splits of the snippets.
 
     positive / negative: movie snippets rated >= threshold / <= -threshold (clearly polar, so
-    the pools' own sentiment is far from the base model's). prompts: the first 2-8 words of
-    held-out movie snippets of any rating. pretrain / pretrain_eval: everything else, so the
-    pretraining text holds reviews of both polarities and the other domains.
+    the pools' own sentiment is far from the base model's). positive_eval / negative_eval:
+    `heldout` more of each, never trained on (the likelihood metrics). prompts: the first 2-8
+    words of held-out movie snippets of any rating. pretrain / pretrain_eval: everything else,
+    so the pretraining text holds reviews of both polarities and the other domains.
 
     Settings the snippets cannot satisfy raise one ValueError that lists every problem, as
     `data_problems` predicts them.
@@ -262,15 +271,17 @@ def make_splits(
         strong={"positive": len(strong_pos), "negative": len(strong_neg)},
         polarity_threshold=polarity_threshold,
         pools={"positive": positive_pool, "negative": negative_pool},
-        eval_prompts=eval_prompts, pretrain_eval=pretrain_eval,
+        eval_prompts=eval_prompts, pretrain_eval=pretrain_eval, heldout=heldout,
     )
     if problems:
         raise ValueError("\n".join(problems))
     taken = {
         "positive": strong_pos[:positive_pool],
         "negative": strong_neg[:negative_pool],
+        "positive_eval": strong_pos[positive_pool:positive_pool + heldout],
+        "negative_eval": strong_neg[negative_pool:negative_pool + heldout],
     }
-    used = set(taken["positive"]) | set(taken["negative"])
+    used = set().union(*(set(idx) for idx in taken.values()))
     held_out_movie = [i for i in shuffled.index[movie] if i not in used]
     taken["prompts"] = pd.Index(held_out_movie[:eval_prompts])
     used |= set(taken["prompts"])
@@ -281,7 +292,8 @@ def make_splits(
     taken["pretrain"] = pd.Index([rest[i] for i in sorted(pick[pretrain_eval:])])
 
     splits = {name: shuffled.loc[idx].reset_index(drop=True) for name, idx in taken.items()}
-    splits["prompts"] = _add_prompts(splits["prompts"], rng, prompt_words)
+    for name in PROMPTED:
+        splits[name] = _add_prompts(splits[name], rng, prompt_words)
     return splits
 
 
@@ -309,6 +321,7 @@ def prepare(
     eval_prompts: int,
     prompt_words: list[int],
     pretrain_eval: int,
+    heldout: int,
 ) -> None:
     """Step `prepare_data`: check the sdist, read the snippets, split them, write one parquet
     per split and summary.json.
@@ -319,13 +332,13 @@ def prepare(
     verify_source(sdist, sha256)
     params = dict(split_seed=split_seed, polarity_threshold=polarity_threshold, pools=pools,
                   eval_prompts=eval_prompts, prompt_words=prompt_words,
-                  pretrain_eval=pretrain_eval)
+                  pretrain_eval=pretrain_eval, heldout=heldout)
     snippets = read_snippets(sdist)
     log.info("read %d snippets: %s", len(snippets), snippets["source"].value_counts().to_dict())
     splits = make_splits(snippets, seed=split_seed, polarity_threshold=polarity_threshold,
                          positive_pool=pools["positive"], negative_pool=pools["negative"],
                          eval_prompts=eval_prompts, prompt_words=tuple(prompt_words),
-                         pretrain_eval=pretrain_eval)
+                         pretrain_eval=pretrain_eval, heldout=heldout)
     summary = {}
     for name, frame in splits.items():
         write_parquet(frame, Path(out_dir) / f"{name}.parquet", params)

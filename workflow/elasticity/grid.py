@@ -147,7 +147,7 @@ def trained_models(config: dict[str, Any], stage: str) -> Iterator[Cell]:
 
 def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, Any]:
     """Every config section a cell's result depends on, up to and including stage `through`
-    (`generate` or `score`): the provenance hash of its rows."""
+    (`generate`, `score` or `likelihood`): the provenance hash of its rows."""
     part = {"task": config["task"], "data": config["data"], "tokenizer": config["tokenizer"],
             "model": config["models"][cell.model], "pretraining": config["pretraining"],
             "cell": cell.row()}
@@ -155,6 +155,9 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
         part["align"] = stage_slice(config, "align", cell.algorithm)
         if cell.negative > 0:
             part["invert"] = stage_slice(config, "invert", cell.algorithm)
+    if through == "likelihood":
+        part["likelihood"] = config["likelihood"]
+        return part
     part["generation"] = config["generation"]
     if through == "score":
         part["scoring"] = config["scoring"]

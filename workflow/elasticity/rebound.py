@@ -1,4 +1,5 @@
-"""The rebound experiment (§5.2-5.3): the paper's Fig. 4-6 from the summary table.
+"""The rebound experiment (§5.2-5.3): the paper's Fig. 4-6 from the summary table, for the
+sampled metric and for the preference margin, and the compression rates along the chains.
 
 Bands are bootstrap intervals over seeds (`rebound.interval` %), never a single number.
 """
@@ -15,6 +16,14 @@ from elasticity.grid import BASE
 from elasticity.io import atomic_path, read_parquet
 
 log = logging.getLogger(__name__)
+
+# What the figures can plot: a summary column and its axis label.
+METRIC_LABELS = {
+    "positive_rate": "fraction positive (sampled)",
+    "margin": "preference margin (nats/token)",
+}
+COMPRESSION_LABELS = {f"bits_per_token_{s}": f"bits/token, held-out {s}"
+                      for s in ("pretrain", "positive", "negative")}
 
 
 def _setup():
@@ -38,32 +47,32 @@ def _save(grid, out: str, title: str) -> None:
     log.info("wrote %s", out)
 
 
-def _dashed_base_lines(grid, base: pd.DataFrame, panel: str) -> None:
+def _dashed_base_lines(grid, base: pd.DataFrame, panel: str, metric: str) -> None:
     for name, ax in grid.axes_dict.items():
-        rate = base.loc[base[panel] == name, "positive_rate"].mean()
+        rate = base.loc[base[panel] == name, metric].mean()
         ax.axhline(rate, color="black", linestyle="--", linewidth=1, label="base model")
 
 
-def rebound(summary: str, out: str, *, task: str, interval: float) -> None:
-    """Fig. 4 analog: score vs N, one line per P, a panel per base checkpoint."""
+def rebound(summary: str, out: str, *, task: str, metric: str, interval: float) -> None:
+    """Fig. 4 analog: the metric vs N, one line per P, a panel per base checkpoint."""
     sns = _setup()
     cells = read_parquet(summary, SUMMARY_COLUMNS)
     cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
     aligned, base = cells[cells["algorithm"] != BASE], cells[cells["algorithm"] == BASE]
-    grid = sns.relplot(data=aligned, x="negative", y="positive_rate",
+    grid = sns.relplot(data=aligned, x="negative", y=metric,
                        hue="positive", col="base",
                        col_wrap=min(3, aligned["base"].nunique()), kind="line", marker="o",
                        errorbar=("ci", interval), seed=0, palette="viridis", height=3, aspect=1.1,
                        facet_kws={"sharey": True})
-    _dashed_base_lines(grid, base, "base")
-    grid.set_axis_labels("negative examples (N)", "fraction positive")
+    _dashed_base_lines(grid, base, "base", metric)
+    grid.set_axis_labels("negative examples (N)", METRIC_LABELS[metric])
     grid.legend.set_title("positive\nexamples (P)")
     _save(grid, out, "Rebound: aligned on P positive, then fine-tuned on N negative "
                      f"(dashed: base model; bands: {interval:g}% interval over seeds)")
 
 
-def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str, Any]],
-            title: str, interval: float) -> None:
+def by_axis(summary: str, out: str, *, task: str, metric: str, hue: str,
+            bases: list[dict[str, Any]], title: str, interval: float) -> None:
     """Fig. 5/6 analog: score vs N, one line per base of the axis, a panel per P."""
     sns = _setup()
     cells = read_parquet(summary, SUMMARY_COLUMNS)
@@ -75,11 +84,37 @@ def by_axis(summary: str, out: str, *, task: str, hue: str, bases: list[dict[str
     else:
         cells["line"] = (cells["pretrain_tokens"] / 1e6).map("{:g}M tokens".format)
     aligned = cells[cells["algorithm"] != BASE]
-    grid = sns.relplot(data=aligned, x="negative", y="positive_rate", hue="line",
+    grid = sns.relplot(data=aligned, x="negative", y=metric, hue="line",
                        col="positive", kind="line", marker="o", errorbar=("ci", interval),
                        seed=0, height=3,
                        aspect=1.0, palette="rocket")
-    grid.set_axis_labels("negative examples (N)", "fraction positive")
+    grid.set_axis_labels("negative examples (N)", METRIC_LABELS[metric])
     grid.set_titles("P = {col_name}")
     grid.legend.set_title(None)
     _save(grid, out, f"{title} (bands: {interval:g}% interval over seeds)")
+
+
+def compression(summary: str, out: str, *, task: str, interval: float) -> None:
+    """Bits per token on the three held-out sets along the inverse chains: a row per set, a
+    panel per base, a line per P (the dashed line: the base model). Theorem 4.2 predicts the
+    pretraining row falling and the alignment (positive) row rising as N grows."""
+    sns = _setup()
+    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
+    long = cells.melt(id_vars=["base", "algorithm", "positive", "negative", "seed"],
+                      value_vars=list(COMPRESSION_LABELS), var_name="held_out",
+                      value_name="bits_per_token")
+    long["held_out"] = long["held_out"].map(COMPRESSION_LABELS)
+    aligned, base = long[long["algorithm"] != BASE], long[long["algorithm"] == BASE]
+    grid = sns.relplot(data=aligned, x="negative", y="bits_per_token", hue="positive",
+                       col="base", row="held_out", kind="line", marker="o",
+                       errorbar=("ci", interval), seed=0, palette="viridis", height=2.6,
+                       aspect=1.2, facet_kws={"sharey": "row"})
+    for (row, col), ax in grid.axes_dict.items():
+        level = base.loc[(base["held_out"] == row) & (base["base"] == col), "bits_per_token"]
+        ax.axhline(level.mean(), color="black", linestyle="--", linewidth=1)
+    grid.set_axis_labels("negative examples (N)", "bits per token")
+    grid.set_titles("{row_name}\n{col_name}")
+    grid.legend.set_title("positive\nexamples (P)")
+    _save(grid, out, "Compression rates along the inverse chains "
+                     f"(dashed: base model; bands: {interval:g}% interval over seeds)")

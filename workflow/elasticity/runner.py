@@ -33,11 +33,14 @@ STEPS = {
     "pretrain": "elasticity.pretraining:pretrain",
     "finetune": "elasticity.finetuning:finetune",
     "generate": "elasticity.generation:generate",
+    "likelihood": "elasticity.likelihood:likelihood",
     "score": "elasticity.scoring:score",
     "score_splits": "elasticity.scoring:score_splits",
     "aggregate": "elasticity.aggregate:aggregate",
     "plot_rebound": "elasticity.rebound:rebound",
     "plot_axis": "elasticity.rebound:by_axis",
+    "plot_compression": "elasticity.rebound:compression",
+    "analyze": "elasticity.analysis:analyze",
 }
 # transformers and TRL import lazily: name the modules the steps use, or each job pays for them.
 # Each job also re-runs the caller's main script (multiprocessing's spawn preparation); for the

@@ -1,7 +1,8 @@
 """Steps `score` and `score_splits`: the task's scorer on each response, and on the data splits.
 
 A scorer maps texts to a score in [-1, 1]; a text counts as positive when its score is at least
-`scoring.threshold`. `scoring.scorer` picks one of SCORERS.
+`scoring.threshold`, as negative when it is at most -threshold (VADER's own convention), and
+carries no sentiment in between. `scoring.scorer` picks one of SCORERS.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from elasticity.io import read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ["score", "is_positive"]
+SCORE_COLUMNS = ["score", "is_positive", "is_negative"]
 
 
 def vader_scores(texts: list[str]) -> list[float]:
@@ -36,6 +37,7 @@ def score(generations: str, out: str, *, scorer: str, threshold: float,
     rows = read_parquet(generations, GENERATION_COLUMNS)
     rows["score"] = SCORERS[scorer](rows["response"].fillna("").tolist())
     rows["is_positive"] = rows["score"] >= threshold
+    rows["is_negative"] = rows["score"] <= -threshold
     rows["config_hash"] = config_hash
     summary = {"positive_rate": float(rows["is_positive"].mean()),
                "mean_score": float(rows["score"].mean()), "responses": len(rows)}

@@ -11,6 +11,7 @@ CELLS = grid.cells(config)
 rule aggregate:
     input:
         scores=[f"{OUT}/{c.directory()}/scores.parquet" for c in CELLS],
+        likelihoods=[f"{OUT}/{c.directory()}/likelihood.parquet" for c in CELLS],
         bases=[BASE_MODEL.format(model=m, pretrain_tokens=t) for m, t in grid.checkpoints(config)],
     output:
         rows=RESPONSES,
@@ -22,6 +23,7 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     run:
-        step("aggregate", log, scores=list(input.scores), cells=params.cells,
+        step("aggregate", log, scores=list(input.scores), likelihoods=list(input.likelihoods),
+             cells=params.cells,
              bases=list(input.bases), out_rows=output.rows, out_summary=output.summary,
              out_bases=output.bases)

@@ -9,7 +9,9 @@ from elasticity import chains, grid
 from elasticity import config as cfg
 from elasticity.configfile import load_yaml, merge
 from elasticity.fingerprint import code_fingerprint
+from elasticity.data import SPLITS as DATA_SPLITS
 from elasticity.grid import Cell
+from elasticity.likelihood import COMPRESSION_SETS
 from elasticity.provenance import config_hash
 from elasticity.recovery import claim_controller
 from elasticity.runner import STEPS, run_step
@@ -56,7 +58,8 @@ LOGS = f"logs/{config['name']}"
 THREADS = config["compute"]["threads"]
 SDIST = cfg.sdist_path(config)
 SPLIT = f"{OUT}/data/{{split}}.parquet"
-SPLITS = ["pretrain", "pretrain_eval", "positive", "negative", "prompts"]
+SPLITS = list(DATA_SPLITS)
+LIKELIHOOD_SETS = COMPRESSION_SETS
 TOKENIZER = f"{OUT}/models/tokenizer"
 BASE_MODEL = f"{OUT}/{grid.BASE_MODEL}"
 CELL = f"{OUT}/{grid.CELL_DIR}"
@@ -80,6 +83,12 @@ def at(path: str) -> str:
 
 def cell_of(wildcards, **fixed) -> Cell:
     return Cell.from_wildcards({**dict(wildcards.items()), **fixed})
+
+
+def likelihood_models(w) -> dict[str, str]:
+    """The model a cell evaluates and the base it started from (KL to θ₀)."""
+    cell = cell_of(w)
+    return {"model": at(cell.model_path()), "base": at(cell.base().model_path())}
 
 
 def previous_checkpoint(w) -> list[str]:

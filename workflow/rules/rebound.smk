@@ -1,70 +1,133 @@
-# Experiment `rebound` (§5.2-5.3): the paper's Fig. 4-6, registered for `snakemake --report`.
+# Experiment `rebound` (§5.2-5.3): the paper's Fig. 4-6 for the sampled metric and for the
+# preference margin, the compression rates along the chains, and the claims analysis, all
+# registered for `snakemake --report`.
 
 localrules:
     plot_rebound,
     plot_size,
     plot_pretraining,
+    plot_compression,
+    analyze,
 
 
-REBOUND_FIGURES = {name: f"{OUT}/figures/{name}.png"
-                   for name in ("fig4_rebound", "fig5_size", "fig6_pretraining")}
-EXPERIMENT_TARGETS["rebound"] = [SUMMARY, BASE_TABLE, SPLIT_SCORES, *REBOUND_FIGURES.values()]
+# The metrics the Fig. 4-6 analogs are drawn for (summary columns).
+FIGURE_METRICS = ["positive_rate", "margin"]
+FIGURE = f"{OUT}/figures/{{metric}}/{{figure}}.png"
+REBOUND_FIGURES = [FIGURE.format(metric=m, figure=f) for m in FIGURE_METRICS
+                   for f in ("fig4_rebound", "fig5_size", "fig6_pretraining")]
+COMPRESSION_FIGURE = f"{OUT}/figures/compression.png"
+CLAIMS = f"{OUT}/claims.parquet"
+CLAIMS_TABLE = f"{OUT}/claims.html"
+ELASTICITY = f"{OUT}/elasticity_scores.parquet"
+THEORY = f"{OUT}/theory_check.parquet"
+EXPERIMENT_TARGETS["rebound"] = [SUMMARY, BASE_TABLE, SPLIT_SCORES, *REBOUND_FIGURES,
+                                 COMPRESSION_FIGURE, CLAIMS, CLAIMS_TABLE]
+
+
+wildcard_constraints:
+    metric="|".join(FIGURE_METRICS),
 
 
 rule plot_rebound:
     input:
         SUMMARY,
     output:
-        report(REBOUND_FIGURES["fig4_rebound"], caption="../report/fig4_rebound.rst",
-               category="Rebound"),
+        report(FIGURE.replace("{figure}", "fig4_rebound"),
+               caption="../report/fig4_rebound.rst", category="Rebound",
+               subcategory="{metric}"),
     params:
         task=config["task"],
         interval=config["rebound"]["interval"],
         code=CODE["plot_rebound"],
     log:
-        f"{LOGS}/rebound/fig4_rebound.log",
+        f"{LOGS}/rebound/fig4_rebound_{{metric}}.log",
     run:
         step("plot_rebound", log, summary=input[0], out=output[0], task=params.task,
-             interval=params.interval)
+             metric=wildcards.metric, interval=params.interval)
 
 
 rule plot_size:
     input:
         SUMMARY,
     output:
-        report(REBOUND_FIGURES["fig5_size"], caption="../report/fig5_size.rst",
-               category="Rebound"),
+        report(FIGURE.replace("{figure}", "fig5_size"), caption="../report/fig5_size.rst",
+               category="Rebound", subcategory="{metric}"),
     params:
         task=config["task"],
         axis=config["grid"]["size_axis"],
         interval=config["rebound"]["interval"],
         code=CODE["plot_axis"],
     log:
-        f"{LOGS}/rebound/fig5_size.log",
+        f"{LOGS}/rebound/fig5_size_{{metric}}.log",
     run:
         bases = [dict(model=m, pretrain_tokens=params.axis["pretrain_tokens"])
                  for m in params.axis["model"]]
         step("plot_axis", log, summary=input[0], out=output[0], task=params.task,
-             hue="model", bases=bases, title="Rebound by model size",
-             interval=params.interval)
+             metric=wildcards.metric, hue="model", bases=bases,
+             title="Rebound by model size", interval=params.interval)
 
 
 rule plot_pretraining:
     input:
         SUMMARY,
     output:
-        report(REBOUND_FIGURES["fig6_pretraining"], caption="../report/fig6_pretraining.rst",
-               category="Rebound"),
+        report(FIGURE.replace("{figure}", "fig6_pretraining"),
+               caption="../report/fig6_pretraining.rst", category="Rebound",
+               subcategory="{metric}"),
     params:
         task=config["task"],
         axis=config["grid"]["pretraining_axis"],
         interval=config["rebound"]["interval"],
         code=CODE["plot_axis"],
     log:
-        f"{LOGS}/rebound/fig6_pretraining.log",
+        f"{LOGS}/rebound/fig6_pretraining_{{metric}}.log",
     run:
         bases = [dict(model=params.axis["model"], pretrain_tokens=t)
                  for t in params.axis["pretrain_tokens"]]
         step("plot_axis", log, summary=input[0], out=output[0], task=params.task,
-             hue="pretrain_tokens", bases=bases, title="Rebound by pretraining volume",
+             metric=wildcards.metric, hue="pretrain_tokens", bases=bases,
+             title="Rebound by pretraining volume", interval=params.interval)
+
+
+rule plot_compression:
+    input:
+        SUMMARY,
+    output:
+        report(COMPRESSION_FIGURE, caption="../report/compression.rst", category="Theory"),
+    params:
+        task=config["task"],
+        interval=config["rebound"]["interval"],
+        code=CODE["plot_compression"],
+    log:
+        f"{LOGS}/rebound/compression.log",
+    run:
+        step("plot_compression", log, summary=input[0], out=output[0], task=params.task,
              interval=params.interval)
+
+
+rule analyze:
+    input:
+        summary=SUMMARY,
+        bases=BASE_TABLE,
+        tokenizer=TOKENIZER,
+        positive=SPLIT.format(split="positive"),
+    output:
+        claims=CLAIMS,
+        elasticity=ELASTICITY,
+        theory=THEORY,
+        table=report(CLAIMS_TABLE, caption="../report/claims.rst", category="Claims"),
+    params:
+        size_axis=config["grid"]["size_axis"],
+        pretraining_axis=config["grid"]["pretraining_axis"],
+        interval=config["rebound"]["interval"],
+        resamples=config["rebound"]["resamples"],
+        code=CODE["analyze"],
+    log:
+        f"{LOGS}/rebound/analyze.log",
+    run:
+        step("analyze", log, summary=input.summary, bases=input.bases,
+             tokenizer=input.tokenizer, positive_pool=input.positive,
+             out_claims=output.claims, out_elasticity=output.elasticity,
+             out_theory=output.theory, out_table=output.table,
+             size_axis=params.size_axis, pretraining_axis=params.pretraining_axis,
+             interval=params.interval, resamples=params.resamples)

@@ -6,6 +6,7 @@ STEP_COST = {  # step: (base MB, bytes per parameter, base minutes, minutes per 
     "finetune": (2000, 20, 30, 30),
     "generate": (2000, 6, 20, 10),
     "score": (1000, 0, 10, 0),
+    "likelihood": (2000, 8, 10, 10),
 }
 
 
