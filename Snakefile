@@ -20,6 +20,10 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/rebound.smk"
 
 
+# The report opens on the analysis's landing page (what was run, the claims) once it exists.
+report: os.path.abspath(LANDING) if os.path.exists(LANDING) else "workflow/report/workflow.rst"
+
+
 rule all:
     input:
         [target for name in config["experiments"] for target in EXPERIMENT_TARGETS[name]],

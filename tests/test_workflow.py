@@ -80,6 +80,8 @@ def test_figures_and_report_are_written(smoke_run):
     html = (workdir / "report.html").read_text(errors="replace")
     assert "fig4_rebound.png" in html and "fig6_pretraining.png" in html
     assert "compression.png" in html and "claims.html" in html
+    # The landing page is the analysis's: what was run and every claim's verdict.
+    assert "What was run" in html and "faster than proportional" in html
 
 
 def test_nothing_half_written_and_nothing_left_to_do(smoke_run):

@@ -34,6 +34,7 @@ import pandas as pd
 from elasticity.aggregate import SUMMARY_COLUMNS
 from elasticity.grid import BASE
 from elasticity.io import atomic_path, read_parquet, write_parquet
+from elasticity.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -328,10 +329,13 @@ def tokens_per_example(tokenizer: str, pool: str) -> float:
 
 
 def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_claims: str,
-            out_elasticity: str, out_theory: str, out_table: str, *, size_axis: dict[str, Any],
-            pretraining_axis: dict[str, Any], interval: float,
+            out_elasticity: str, out_theory: str, out_table: str, out_landing: str, *,
+            run_name: str, grid: dict[str, Any], interval: float,
             resamples: int) -> dict[str, int]:
-    """Claims, elasticity scores and the theory check from the summary (one row per cell)."""
+    """Claims, elasticity scores and the theory check from the summary (one row per cell);
+    `out_landing` is the report's landing page (what was run, the claims, where the figures
+    are). `grid` is the config's grid section."""
+    size_axis, pretraining_axis = grid["size_axis"], grid["pretraining_axis"]
     per_example = tokens_per_example(tokenizer, positive_pool)
     cells = read_parquet(summary, SUMMARY_COLUMNS)
     params = read_parquet(bases, ["model", "pretrain_tokens", "parameters"])
@@ -376,6 +380,10 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
     with atomic_path(out_table) as tmp:
         tmp.write_text(claims_html(table, pd.DataFrame(scores, columns=ELASTICITY_COLUMNS),
                                    pd.DataFrame(theory, columns=THEORY_COLUMNS), interval))
+    with atomic_path(out_landing) as tmp:
+        tmp.write_text(landing_rst(run_name, grid, table, pd.DataFrame(scores,
+                                                                   columns=ELASTICITY_COLUMNS),
+                                   interval, len(seeds)))
     counts = table["verdict"].value_counts().to_dict()
     log.info("claims: %s", counts)
     return counts
@@ -402,3 +410,52 @@ def claims_html(claims: pd.DataFrame, scores: pd.DataFrame, theory: pd.DataFrame
               "distribution (predicted &gt; 0); their ratio next to k</h2>"
             + theory.to_html(index=False, float_format="{:.4g}".format, na_rep="")
             + "</body></html>")
+
+
+def _list_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [header, *rows]:
+        lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def _interval(row: pd.Series, low: str, high: str) -> str:
+    return "" if pd.isna(row[low]) else f"[{row[low]:.3g}, {row[high]:.3g}]"
+
+
+def landing_rst(name: str, grid: dict[str, Any], claims: pd.DataFrame, scores: pd.DataFrame,
+                interval: float, seeds: int) -> str:
+    """The report's landing page: what was run, the claims with verdicts, the ranking."""
+    size, budget = grid["size_axis"], grid["pretraining_axis"]
+    title = f"elasticity: run ``{name}``"
+    ran = [
+        f"- size axis: {', '.join(size['model'])} at {size['pretrain_tokens']:,} "
+        "pretraining tokens",
+        f"- pretraining axis: {budget['model']} at "
+        f"{', '.join(f'{t:,}' for t in budget['pretrain_tokens'])} tokens",
+        f"- algorithms: {', '.join(grid['algorithm'])}; P = "
+        f"{', '.join(map(str, grid['positive']))}; N = {', '.join(map(str, grid['negative']))}",
+        f"- {seeds} seeds; code {code_version()}",
+    ]
+    rows = [[r["claim"], r["metric"], r["scope"],
+             "" if pd.isna(r["estimate"]) else f"{r['estimate']:.3g}",
+             _interval(r, "lower", "upper"), f"**{r['verdict']}**", r["reason"] or ""]
+            for _, r in claims.iterrows()]
+    ranked = scores.dropna(subset=["n_half"]).sort_values(["metric", "n_half"])
+    ranking = [[r["metric"], f"{r['model']} @ {r['pretrain_tokens']:,}", str(r["positive"]),
+                f"{r['n_half']:.3g}", _interval(r, "n_half_lower", "n_half_upper"),
+                f"{r['alpha']:.3g}", _interval(r, "alpha_lower", "alpha_upper")]
+               for _, r in ranked.iterrows()]
+    parts = [title, "=" * len(title), "", "What was run:", "", *ran, "",
+             f"Claims ({interval:g}% bootstrap intervals over seeds; verdict rule in README "
+             "\"Claims\"; the same table as ``claims.parquet`` and in category Claims_):", "",
+             _list_table(["claim", "metric", "scope", "estimate", "interval", "verdict",
+                          "reason"], rows), ""]
+    if ranking:
+        parts += ["Elasticity scores (N½ of the largest P, from the decay fit; lower: the "
+                  "alignment is undone sooner):", "",
+                  _list_table(["metric", "base", "P", "N½", "interval", "alpha",
+                               "interval"], ranking), ""]
+    parts += ["Figures: the Fig. 4-6 analogs for the sampled metric and the preference margin "
+              "in Rebound_, the compression rates along the chains in Theory_."]
+    return "\n".join(parts) + "\n"

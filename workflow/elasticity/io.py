@@ -85,3 +85,14 @@ def parquet_params(path: str | os.PathLike) -> dict[str, Any]:
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file a step wrote; unreadable content fails naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DamagedOutputError(path, err) from err

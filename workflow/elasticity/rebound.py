@@ -13,7 +13,7 @@ import pandas as pd
 
 from elasticity.aggregate import SUMMARY_COLUMNS
 from elasticity.grid import BASE
-from elasticity.io import atomic_path, read_parquet
+from elasticity.io import atomic_path, read_json, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,26 @@ def _dashed_base_lines(grid, base: pd.DataFrame, panel: str, metric: str) -> Non
         ax.axhline(rate, color="black", linestyle="--", linewidth=1, label="base model")
 
 
-def rebound(summary: str, out: str, *, task: str, metric: str, interval: float) -> None:
+# The held-out split that stands for each pool, and its line's colour.
+POOL_LINES = {"positive_eval": ("positive pool", "tab:green"),
+              "negative_eval": ("negative pool", "tab:red")}
+
+
+def _pool_lines(grid, split_scores: str, metric: str) -> str:
+    """The pools' own value of the sampled metric under the prompt protocol (their held-out
+    snippets' continuations, scored as responses are), dotted; what the title should say."""
+    if metric != "positive_rate":
+        return ""
+    splits = read_json(split_scores)["splits"]
+    for split, (label, colour) in POOL_LINES.items():
+        for ax in grid.axes.flat:
+            ax.axhline(splits[split]["continuation_positive_rate"], color=colour,
+                       linestyle=":", linewidth=1.2, label=label)
+    return "; dotted: the pools' own continuations"
+
+
+def rebound(summary: str, split_scores: str, out: str, *, task: str, metric: str,
+            interval: float) -> None:
     """Fig. 4 analog: the metric vs N, one line per P, a panel per base checkpoint."""
     sns = _setup()
     cells = read_parquet(summary, SUMMARY_COLUMNS)
@@ -65,13 +84,14 @@ def rebound(summary: str, out: str, *, task: str, metric: str, interval: float) 
                        errorbar=("ci", interval), seed=0, palette="viridis", height=3, aspect=1.1,
                        facet_kws={"sharey": True})
     _dashed_base_lines(grid, base, "base", metric)
+    pools = _pool_lines(grid, split_scores, metric)
     grid.set_axis_labels("negative examples (N)", METRIC_LABELS[metric])
     grid.legend.set_title("positive\nexamples (P)")
     _save(grid, out, "Rebound: aligned on P positive, then fine-tuned on N negative "
-                     f"(dashed: base model; bands: {interval:g}% interval over seeds)")
+                     f"(dashed: base model{pools}; bands: {interval:g}% interval over seeds)")
 
 
-def by_axis(summary: str, out: str, *, task: str, metric: str, hue: str,
+def by_axis(summary: str, split_scores: str, out: str, *, task: str, metric: str, hue: str,
             bases: list[dict[str, Any]], title: str, interval: float) -> None:
     """Fig. 5/6 analog: score vs N, one line per base of the axis, a panel per P."""
     sns = _setup()
@@ -91,7 +111,8 @@ def by_axis(summary: str, out: str, *, task: str, metric: str, hue: str,
     grid.set_axis_labels("negative examples (N)", METRIC_LABELS[metric])
     grid.set_titles("P = {col_name}")
     grid.legend.set_title(None)
-    _save(grid, out, f"{title} (bands: {interval:g}% interval over seeds)")
+    pools = _pool_lines(grid, split_scores, metric)
+    _save(grid, out, f"{title} (bands: {interval:g}% interval over seeds{pools})")
 
 
 def compression(summary: str, out: str, *, task: str, interval: float) -> None:

@@ -47,14 +47,26 @@ def score(generations: str, out: str, *, scorer: str, threshold: float,
     return summary
 
 
+def _rates(scorer: str, texts: list[str], threshold: float) -> dict[str, float]:
+    scores = np.asarray(SCORERS[scorer](texts))
+    return {"positive_rate": round(float(np.mean(scores >= threshold)), 3),
+            "negative_rate": round(float(np.mean(scores <= -threshold)), 3),
+            "mean_score": round(float(np.mean(scores)), 3)}
+
+
 def score_splits(splits: dict[str, str], out: str, *, scorer: str, threshold: float) -> None:
     """The scorer on the data splits themselves: how positive each pool already is (inverse
-    fine-tuning can only pull a model towards the negative pool's own score)."""
+    fine-tuning can only pull a model towards the negative pool's own score). A split with
+    prompts is also scored as a model's responses are: on the text after the prompt words
+    (`continuation_*`), the pools' own lines in the sampled-metric figures."""
     summary = {}
     for name, path in sorted(splits.items()):
-        scores = np.asarray(SCORERS[scorer](read_parquet(path, ["text"])["text"].tolist()))
-        summary[name] = {"rows": len(scores),
-                         "positive_rate": round(float(np.mean(scores >= threshold)), 3),
-                         "mean_score": round(float(np.mean(scores)), 3)}
+        frame = read_parquet(path, ["text"])
+        summary[name] = {"rows": len(frame), **_rates(scorer, frame["text"].tolist(), threshold)}
+        if "prompt" in frame:
+            rest = [" ".join(text.split()[len(prompt.split()):])
+                    for text, prompt in zip(frame["text"], frame["prompt"], strict=True)]
+            summary[name].update({f"continuation_{k}": v
+                                  for k, v in _rates(scorer, rest, threshold).items()})
         log.info("%s: %s", name, summary[name])
     write_json({"scorer": scorer, "threshold": threshold, "splits": summary}, out)

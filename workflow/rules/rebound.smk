@@ -18,10 +18,12 @@ REBOUND_FIGURES = [FIGURE.format(metric=m, figure=f) for m in FIGURE_METRICS
 COMPRESSION_FIGURE = f"{OUT}/figures/compression.png"
 CLAIMS = f"{OUT}/claims.parquet"
 CLAIMS_TABLE = f"{OUT}/claims.html"
+# The report's landing page, written by the analysis (Snakefile, `report:`).
+LANDING = f"{OUT}/report.rst"
 ELASTICITY = f"{OUT}/elasticity_scores.parquet"
 THEORY = f"{OUT}/theory_check.parquet"
 EXPERIMENT_TARGETS["rebound"] = [SUMMARY, BASE_TABLE, SPLIT_SCORES, *REBOUND_FIGURES,
-                                 COMPRESSION_FIGURE, CLAIMS, CLAIMS_TABLE]
+                                 COMPRESSION_FIGURE, CLAIMS, CLAIMS_TABLE, LANDING]
 
 
 wildcard_constraints:
@@ -30,7 +32,8 @@ wildcard_constraints:
 
 rule plot_rebound:
     input:
-        SUMMARY,
+        summary=SUMMARY,
+        split_scores=SPLIT_SCORES,
     output:
         report(FIGURE.replace("{figure}", "fig4_rebound"),
                caption="../report/fig4_rebound.rst", category="Rebound",
@@ -42,13 +45,14 @@ rule plot_rebound:
     log:
         f"{LOGS}/rebound/fig4_rebound_{{metric}}.log",
     run:
-        step("plot_rebound", log, summary=input[0], out=output[0], task=params.task,
-             metric=wildcards.metric, interval=params.interval)
+        step("plot_rebound", log, summary=input.summary, split_scores=input.split_scores,
+             out=output[0], task=params.task, metric=wildcards.metric, interval=params.interval)
 
 
 rule plot_size:
     input:
-        SUMMARY,
+        summary=SUMMARY,
+        split_scores=SPLIT_SCORES,
     output:
         report(FIGURE.replace("{figure}", "fig5_size"), caption="../report/fig5_size.rst",
                category="Rebound", subcategory="{metric}"),
@@ -62,14 +66,15 @@ rule plot_size:
     run:
         bases = [dict(model=m, pretrain_tokens=params.axis["pretrain_tokens"])
                  for m in params.axis["model"]]
-        step("plot_axis", log, summary=input[0], out=output[0], task=params.task,
-             metric=wildcards.metric, hue="model", bases=bases,
+        step("plot_axis", log, summary=input.summary, split_scores=input.split_scores,
+             out=output[0], task=params.task, metric=wildcards.metric, hue="model", bases=bases,
              title="Rebound by model size", interval=params.interval)
 
 
 rule plot_pretraining:
     input:
-        SUMMARY,
+        summary=SUMMARY,
+        split_scores=SPLIT_SCORES,
     output:
         report(FIGURE.replace("{figure}", "fig6_pretraining"),
                caption="../report/fig6_pretraining.rst", category="Rebound",
@@ -84,8 +89,8 @@ rule plot_pretraining:
     run:
         bases = [dict(model=params.axis["model"], pretrain_tokens=t)
                  for t in params.axis["pretrain_tokens"]]
-        step("plot_axis", log, summary=input[0], out=output[0], task=params.task,
-             metric=wildcards.metric, hue="pretrain_tokens", bases=bases,
+        step("plot_axis", log, summary=input.summary, split_scores=input.split_scores,
+             out=output[0], task=params.task, metric=wildcards.metric, hue="pretrain_tokens", bases=bases,
              title="Rebound by pretraining volume", interval=params.interval)
 
 
@@ -116,9 +121,10 @@ rule analyze:
         elasticity=ELASTICITY,
         theory=THEORY,
         table=report(CLAIMS_TABLE, caption="../report/claims.rst", category="Claims"),
+        landing=LANDING,
     params:
-        size_axis=config["grid"]["size_axis"],
-        pretraining_axis=config["grid"]["pretraining_axis"],
+        name=config["name"],
+        grid=config["grid"],
         interval=config["rebound"]["interval"],
         resamples=config["rebound"]["resamples"],
         code=CODE["analyze"],
@@ -128,6 +134,6 @@ rule analyze:
         step("analyze", log, summary=input.summary, bases=input.bases,
              tokenizer=input.tokenizer, positive_pool=input.positive,
              out_claims=output.claims, out_elasticity=output.elasticity,
-             out_theory=output.theory, out_table=output.table,
-             size_axis=params.size_axis, pretraining_axis=params.pretraining_axis,
-             interval=params.interval, resamples=params.resamples)
+             out_theory=output.theory, out_table=output.table, out_landing=output.landing,
+             run_name=params.name, grid=params.grid, interval=params.interval,
+             resamples=params.resamples)

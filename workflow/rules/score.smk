@@ -27,7 +27,8 @@ rule score:
 
 rule score_splits:
     input:
-        expand(SPLIT, split=["positive", "negative", "prompts", "pretrain_eval"]),
+        expand(SPLIT, split=["positive", "negative", "prompts", "pretrain_eval", "positive_eval",
+                             "negative_eval"]),
     output:
         SPLIT_SCORES,
     params:
