@@ -81,6 +81,21 @@ def test_a_volume_larger_than_its_pool_names_the_pool_and_its_size():
             "holds 1000") in message
 
 
+def test_sampled_cells_outside_the_grid_are_refused_naming_both_keys():
+    message = _error(_with(lambda c: c["generation"].update(cells={"seed": [0, 7]})))
+    assert "generation.cells.seed lists [7], which grid.seed does not have" in message
+    message = _error(_with(lambda c: c["generation"].update(cells={"model": ["micro-s"]})))
+    assert "generation.cells" in message and "model" in message
+
+
+def test_sampled_cells_select_by_grid_value_and_keep_the_bases_of_their_seeds():
+    config = _with(lambda c: c["generation"].update(cells={"seed": [1], "negative": [0, 40]}))
+    picked = [c for c in grid.cells(config) if grid.sampled(config, c)]
+    assert {c.seed for c in picked} == {1}
+    assert {c.negative for c in picked} == {0, 40}
+    assert any(c.is_base for c in picked)
+
+
 def test_an_axis_naming_an_unknown_model_is_refused():
     message = _error(_with(lambda c: c["grid"]["pretraining_axis"].update(model="giant")))
     assert "grid.pretraining_axis.model names 'giant'" in message

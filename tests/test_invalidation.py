@@ -222,6 +222,13 @@ def test_the_scorer_threshold_reruns_scoring_and_later(smoke):
                                | LATER)
 
 
+def test_sampling_fewer_seeds_reruns_only_what_reads_all_cells(smoke):
+    """`generation.cells` picks the sampled cells: seed 1's generations are no longer read,
+    nothing is generated or scored again, and the likelihood metrics still cover every cell."""
+    smoke.override(lambda c: c["generation"].update(cells={"seed": [0]}))
+    assert smoke.planned() == LATER
+
+
 def test_switching_a_stage_off_chaining_retrains_every_link_and_says_why(smoke):
     """A linear schedule depends on the total number of steps: P = 80 no longer continues
     P = 40, and every aligned model (its trainer changed) and all after it retrain."""

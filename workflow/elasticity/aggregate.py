@@ -66,16 +66,22 @@ def summarize(rows: pd.DataFrame, likelihoods: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate(scores: list[str], likelihoods: list[str], cells: list[dict[str, Any]],
-              bases: list[str], out_rows: str, out_summary: str, out_bases: str) -> None:
-    """scores[i] and likelihoods[i] are the files of cells[i] (coordinates, see grid.Cell)."""
+              sampled: list[dict[str, Any]], bases: list[str], out_rows: str, out_summary: str,
+              out_bases: str) -> None:
+    """likelihoods[i] is the file of cells[i], scores[i] that of sampled[i] (the cells with the
+    sampled metric; coordinates, see grid.Cell). A cell that is not sampled has no sampled
+    values in the summary."""
     expected = [Cell.from_row(c) for c in cells]
-    if (len(set(expected)) != len(expected)
-            or not len(expected) == len(scores) == len(likelihoods)):
-        raise ValueError(f"aggregate: {len(scores)} scores and {len(likelihoods)} likelihood "
-                         f"files for {len(set(expected))} distinct cells ({len(expected)} "
-                         "given): each cell needs exactly one of each")
+    with_scores = [Cell.from_row(c) for c in sampled]
+    if (len(set(expected)) != len(expected) or len(expected) != len(likelihoods)
+            or len(set(with_scores)) != len(scores) or not set(with_scores) <= set(expected)):
+        raise ValueError(f"aggregate: {len(likelihoods)} likelihood files for "
+                         f"{len(set(expected))} distinct cells ({len(expected)} given) and "
+                         f"{len(scores)} scores files for {len(set(with_scores))} sampled "
+                         "cells: each cell needs one likelihood file, each sampled cell (one "
+                         "of the cells) one scores file")
     rows = pd.concat([read_cell(p, c, ROW_COLUMNS[len(COLUMNS):])
-                      for p, c in zip(scores, expected, strict=True)], ignore_index=True)
+                      for p, c in zip(scores, with_scores, strict=True)], ignore_index=True)
     measured = pd.concat([read_cell(p, c, LIKELIHOOD_COLUMNS)
                           for p, c in zip(likelihoods, expected, strict=True)],
                          ignore_index=True)

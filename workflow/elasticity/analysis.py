@@ -66,8 +66,15 @@ class Curves:
         return self.values[draw].mean(axis=0), float(self.base[draw].mean())
 
 
+def measured_seeds(cells: pd.DataFrame, metric: str) -> list[int]:
+    """The seeds whose cells carry the metric (`generation.cells` may sample fewer)."""
+    return sorted(cells.loc[cells[metric].notna(), "seed"].unique().tolist())
+
+
 def curves(cells: pd.DataFrame, metric: str, seeds: list[int]) -> Curves:
-    """A base's cells (one base, one algorithm) arranged by seed, P and N."""
+    """A base's cells (one base, one algorithm) arranged by seed, P and N; only cells that
+    carry the metric."""
+    cells = cells[cells[metric].notna()]
     aligned = cells[cells["algorithm"] != BASE]
     base = cells[cells["algorithm"] == BASE].set_index("seed")[metric]
     table = aligned.pivot_table(index=["seed", "positive"], columns="negative", values=metric,
@@ -173,7 +180,8 @@ def remainder(c: Curves, draw: np.ndarray) -> np.ndarray:
 
 def _testability(c: Curves, seeds: int, need_p: int = 2, need_n: int = 2) -> str | None:
     if seeds < 2:
-        return "needs at least 2 seeds for an interval (grid.seed)"
+        return ("needs at least 2 seeds for an interval (grid.seed; for the sampled metric "
+                "also generation.cells)")
     if c.negative[0] != 0:
         return "needs N = 0 in grid.negative (the aligned model the decline starts from)"
     if len(c.positive) < need_p:
@@ -339,8 +347,8 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
     per_example = tokens_per_example(tokenizer, positive_pool)
     cells = read_parquet(summary, SUMMARY_COLUMNS)
     params = read_parquet(bases, ["model", "pretrain_tokens", "parameters"])
-    seeds = sorted(cells["seed"].unique().tolist())
-    boot = Bootstrap(len(seeds), resamples, interval)
+    seeds = {m: measured_seeds(cells, m) for m in (*ANALYZED, "bits_per_token_pretrain")}
+    boots = {m: Bootstrap(len(s), resamples, interval) for m, s in seeds.items()}
     claims, scores, theory = [], [], []
     groups = cells[cells["algorithm"] != BASE].groupby(["model", "pretrain_tokens", "algorithm"])
     for (model, tokens, algorithm), _ in groups:
@@ -349,16 +357,18 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
         key = {"model": model, "pretrain_tokens": int(tokens), "algorithm": algorithm}
         scope = f"{model} @ {tokens:,} tokens ({algorithm})"
         for metric in ANALYZED:
-            c = curves(one, metric, seeds)
-            scores.append(elasticity_scores(c, metric, key, boot))
-            claims += base_claims(c, metric, scope, boot, scores[-1])
-        theory += theory_rows(one, key, seeds, boot, per_example)
+            c = curves(one, metric, seeds[metric])
+            scores.append(elasticity_scores(c, metric, key, boots[metric]))
+            claims += base_claims(c, metric, scope, boots[metric], scores[-1])
+        theory += theory_rows(one, key, seeds["bits_per_token_pretrain"],
+                              boots["bits_per_token_pretrain"], per_example)
     for metric in ANALYZED:
+        boot = boots[metric]
         for algorithm in sorted(set(cells["algorithm"]) - {BASE}):
             def on(model, tokens, metric=metric, algorithm=algorithm):
                 one = cells[(cells["model"] == model) & (cells["pretrain_tokens"] == tokens)
                             & cells["algorithm"].isin([algorithm, BASE])]
-                return curves(one, metric, seeds)
+                return curves(one, metric, seeds[metric])
 
             size = [(float(params.loc[(params["model"] == m)
                                       & (params["pretrain_tokens"] == size_axis["pretrain_tokens"]),
@@ -383,7 +393,7 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
     with atomic_path(out_landing) as tmp:
         tmp.write_text(landing_rst(run_name, grid, table, pd.DataFrame(scores,
                                                                    columns=ELASTICITY_COLUMNS),
-                                   interval, len(seeds)))
+                                   interval, {m: len(seeds[m]) for m in ANALYZED}))
     counts = table["verdict"].value_counts().to_dict()
     log.info("claims: %s", counts)
     return counts
@@ -424,7 +434,7 @@ def _interval(row: pd.Series, low: str, high: str) -> str:
 
 
 def landing_rst(name: str, grid: dict[str, Any], claims: pd.DataFrame, scores: pd.DataFrame,
-                interval: float, seeds: int) -> str:
+                interval: float, seeds: dict[str, int]) -> str:
     """The report's landing page: what was run, the claims with verdicts, the ranking."""
     size, budget = grid["size_axis"], grid["pretraining_axis"]
     title = f"elasticity: run ``{name}``"
@@ -435,7 +445,8 @@ def landing_rst(name: str, grid: dict[str, Any], claims: pd.DataFrame, scores: p
         f"{', '.join(f'{t:,}' for t in budget['pretrain_tokens'])} tokens",
         f"- algorithms: {', '.join(grid['algorithm'])}; P = "
         f"{', '.join(map(str, grid['positive']))}; N = {', '.join(map(str, grid['negative']))}",
-        f"- {seeds} seeds; code {code_version()}",
+        f"- seeds: {', '.join(f'{n} for {m}' for m, n in seeds.items())}; "
+        f"code {code_version()}",
     ]
     rows = [[r["claim"], r["metric"], r["scope"],
              "" if pd.isna(r["estimate"]) else f"{r['estimate']:.3g}",

@@ -144,6 +144,11 @@ def _consistency(config: dict[str, Any]) -> list[str]:
         if largest > pools[axis]:
             problems.append(f"grid.{axis} asks for {largest} examples but the {axis} pool "
                             f"(data.pools.{axis}) holds {pools[axis]}")
+    for name, values in config["generation"]["cells"].items():
+        outside = sorted(set(values) - set(g[name]))
+        if outside:
+            problems.append(f"generation.cells.{name} lists {outside}, which grid.{name} does "
+                            f"not have (grid.{name}: {g[name]})")
     low, high = config["data"]["prompt_words"]
     if low > high:
         problems.append(f"data.prompt_words must be [low, high] with low <= high, "

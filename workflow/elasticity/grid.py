@@ -138,6 +138,17 @@ def cells(config: dict[str, Any]) -> list[Cell]:
     return out
 
 
+def sampled(config: dict[str, Any], cell: Cell) -> bool:
+    """Whether a cell gets the sampled metric: `generation.cells` lists, per grid field, the
+    values that do (base-model cells have no P or N, so only `seed` applies to them)."""
+    for name, values in config["generation"]["cells"].items():
+        if cell.is_base and name in STAGES.values():
+            continue
+        if getattr(cell, name) not in values:
+            return False
+    return True
+
+
 def trained_models(config: dict[str, Any], stage: str) -> Iterator[Cell]:
     """The cells whose model a fine-tuning stage trains (aligned: N = 0; inverted: N > 0)."""
     for cell in cells(config):
@@ -158,7 +169,8 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
     if through == "likelihood":
         part["likelihood"] = config["likelihood"]
         return part
-    part["generation"] = config["generation"]
+    # Which cells are sampled is no setting of the sampling itself.
+    part["generation"] = {k: v for k, v in config["generation"].items() if k != "cells"}
     if through == "score":
         part["scoring"] = config["scoring"]
     return part

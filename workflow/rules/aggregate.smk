@@ -6,11 +6,12 @@ localrules:
 
 
 CELLS = grid.cells(config)
+SAMPLED = [c for c in CELLS if grid.sampled(config, c)]
 
 
 rule aggregate:
     input:
-        scores=[f"{OUT}/{c.directory()}/scores.parquet" for c in CELLS],
+        scores=[f"{OUT}/{c.directory()}/scores.parquet" for c in SAMPLED],
         likelihoods=[f"{OUT}/{c.directory()}/likelihood.parquet" for c in CELLS],
         bases=[BASE_MODEL.format(model=m, pretrain_tokens=t) for m, t in grid.checkpoints(config)],
     output:
@@ -19,11 +20,12 @@ rule aggregate:
         bases=BASE_TABLE,
     params:
         cells=[c.row() for c in CELLS],
+        sampled=[c.row() for c in SAMPLED],
         code=CODE["aggregate"],
     log:
         f"{LOGS}/aggregate.log",
     run:
         step("aggregate", log, scores=list(input.scores), likelihoods=list(input.likelihoods),
-             cells=params.cells,
+             cells=params.cells, sampled=params.sampled,
              bases=list(input.bases), out_rows=output.rows, out_summary=output.summary,
              out_bases=output.bases)

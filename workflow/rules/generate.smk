@@ -10,7 +10,7 @@ rule generate:
     params:
         cell=lambda w: cell_of(w).row(),
         sampling={k: v for k, v in config["generation"].items()
-                  if k not in ("batch_size", "device")},
+                  if k not in ("batch_size", "device", "cells")},
         batch_size=config["generation"]["batch_size"],
         device=config["generation"]["device"],
         config_hash=lambda w: config_hash(grid.depends_on(config, cell_of(w), "generate")),
