@@ -42,6 +42,7 @@ bench: env
 	$(BIN)/python tests/benchmarks/bench_compare.py
 	$(BIN)/python tests/benchmarks/bench_dryrun.py
 	$(BIN)/python tests/benchmarks/bench_bad_configs.py
+	$(BIN)/python tests/benchmarks/bench_claims.py
 
 # The plan before the run: rule graph, job DAG and per-rule job counts of a config
 # (`make plan CONFIG=my.yaml` for yours).

@@ -6,7 +6,9 @@ no sampling noise and no fluency floor.
 - Compression rate (the paper's §3-4): bits per token and bits per byte on held-out samples of
   the pretraining text (`pretrain_eval`), of the positive pool's distribution (`positive_eval`)
   and of the negative pool's (`negative_eval`). Every token after the leading BOS is scored;
-  bytes are the UTF-8 bytes those tokens decode to.
+  bytes are the UTF-8 bytes those tokens decode to. The two pools' sets are tokenized as the
+  margin reads them (prompt, then continuation, words joined by single spaces), so one pass
+  serves both metrics.
 - Preference margin: the mean log-likelihood per token (nats) of held-out positive
   continuations minus that of negative ones, each conditioned on its own first words, as a
   generation prompt is (the prompt protocol). Positive: the model prefers positive text.
@@ -70,8 +72,9 @@ def encode(tokenizer, texts: list[str], max_tokens: int,
 
 def forward(model, sequences: list[tuple[list[int], int]], *, batch_size: int, device: str,
             pad_id: int, reference=None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per sequence: the log-probability (nats) of each scored token, and, with a reference
-    model, KL(model ‖ reference) of the next-token distributions at the same positions."""
+    """Per sequence: the log-probability (nats) of every token after the first, and, with a
+    reference model, KL(model ‖ reference) of the next-token distributions at the same
+    positions. Entry j is token j + 1's: a sequence's scored tokens are [start - 1:]."""
     import torch
 
     logprobs: list[np.ndarray] = []
@@ -97,10 +100,10 @@ def forward(model, sequences: list[tuple[list[int], int]], *, batch_size: int, d
         picked = own[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
         if ref is not None:
             kl = (own.exp() * (own - ref)).sum(-1)[:, :-1]
-        for row, (tokens, first) in enumerate(batch):
-            logprobs.append(picked[row, first - 1:len(tokens) - 1].double().cpu().numpy())
+        for row, (tokens, _) in enumerate(batch):
+            logprobs.append(picked[row, :len(tokens) - 1].double().cpu().numpy())
             if ref is not None:
-                kls.append(kl[row, first - 1:len(tokens) - 1].double().cpu().numpy())
+                kls.append(kl[row, :len(tokens) - 1].double().cpu().numpy())
     return logprobs, kls
 
 
@@ -120,18 +123,20 @@ def likelihood(model: str, base: str, out: str, *, sets: dict[str, str], prompts
     net = load_model(model).to(device).eval()
     row: dict[str, Any] = {}
     for name, path in sorted(sets.items()):
-        texts = read_parquet(path, ["text"])["text"].tolist()
-        seqs = encode(tok, texts, max_tokens)
+        # The pools' held-out sets are read under the prompt protocol; one pass gives both
+        # their compression rate (every token) and the margin (the continuation's tokens).
+        prompted = name in ("positive", "negative")
+        frame = read_parquet(path, ["text", "prompt"] if prompted else ["text"])
+        seqs = encode(tok, frame["text"].tolist(), max_tokens,
+                      frame["prompt"].tolist() if prompted else None)
         lps, _ = forward(net, seqs, batch_size=batch_size, device=device,
                          pad_id=tok.pad_token_id)
         n_bytes = sum(len(tok.decode(ids[1:]).encode("utf-8")) for ids, _ in seqs)
         row[f"bits_per_token_{name}"], row[f"bits_per_byte_{name}"] = compression(lps, n_bytes)
-    for side in ("positive", "negative"):
-        frame = read_parquet(sets[side], ["text", "prompt"])
-        seqs = encode(tok, frame["text"].tolist(), max_tokens, frame["prompt"].tolist())
-        lps, _ = forward(net, seqs, batch_size=batch_size, device=device,
-                         pad_id=tok.pad_token_id)
-        row[f"loglik_{side}"] = float(np.mean([lp.mean() for lp in lps]))
+        if prompted:
+            row[f"loglik_{name}"] = float(np.mean([lp[start - 1:].mean()
+                                                   for lp, (_, start) in zip(lps, seqs,
+                                                                             strict=True)]))
     row["margin"] = row["loglik_positive"] - row["loglik_negative"]
     reference = net if base == model else load_model(base).to(device).eval()
     seqs = encode(tok, read_parquet(prompts, ["text"])["text"].tolist(), max_tokens)
