@@ -127,3 +127,10 @@ def test_a_grid_that_cannot_feed_a_claim_says_why_instead_of_nan(grid, reason):
     # A number is either an estimate with an interval or absent with a reason.
     assert (claims["estimate"].isna() == (claims["verdict"] == "not testable")).all()
     assert (claims.loc[claims["verdict"] == "not testable", "reason"] != "").all()
+
+
+def test_an_infinite_half_life_gives_an_interval_not_nan():
+    boot = analysis.Bootstrap(4, 50, 95)
+    values = np.array([1.0, np.inf, 2.0, np.inf])
+    estimate, lower, upper = boot.interval(lambda d: float(np.mean(values[d])))
+    assert estimate == np.inf and not math.isnan(lower) and upper == np.inf

@@ -156,7 +156,10 @@ class Bootstrap:
             if len(column) == 0:
                 out.append((float(estimate), math.nan, math.nan))
                 continue
-            low, high = np.percentile(column, [self.tail, 100 - self.tail])
+            # N_half is infinite where a curve keeps more than half its gain: interpolating
+            # between infinities gives NaN, so such a column takes the nearest resample.
+            method = "nearest" if np.isinf(column).any() else "linear"
+            low, high = np.percentile(column, [self.tail, 100 - self.tail], method=method)
             out.append((float(estimate), float(low), float(high)))
         return out
 
