@@ -77,10 +77,13 @@ def forward(model, sequences: list[tuple[list[int], int]], *, batch_size: int, d
     positions. Entry j is token j + 1's: a sequence's scored tokens are [start - 1:]."""
     import torch
 
-    logprobs: list[np.ndarray] = []
-    kls: list[np.ndarray] = []
-    for start in range(0, len(sequences), batch_size):
-        batch = sequences[start:start + batch_size]
+    # Batches of similar lengths pad little; results go back in the given order.
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
+    logprobs: list[np.ndarray] = [np.empty(0)] * len(sequences)
+    kls: list[np.ndarray] = [np.empty(0)] * len(sequences) if reference is not None else []
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        batch = [sequences[i] for i in rows]
         width = max(len(ids) for ids, _ in batch)
         ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -100,10 +103,10 @@ def forward(model, sequences: list[tuple[list[int], int]], *, batch_size: int, d
         picked = own[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
         if ref is not None:
             kl = (own.exp() * (own - ref)).sum(-1)[:, :-1]
-        for row, (tokens, _) in enumerate(batch):
-            logprobs.append(picked[row, :len(tokens) - 1].double().cpu().numpy())
+        for row, (index, (tokens, _)) in enumerate(zip(rows, batch, strict=True)):
+            logprobs[index] = picked[row, :len(tokens) - 1].double().cpu().numpy()
             if ref is not None:
-                kls.append(kl[row, :len(tokens) - 1].double().cpu().numpy())
+                kls[index] = kl[row, :len(tokens) - 1].double().cpu().numpy()
     return logprobs, kls
 
 
