@@ -25,7 +25,6 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     run:
-        step("aggregate", log, scores=list(input.scores), likelihoods=list(input.likelihoods),
-             cells=params.cells, sampled=params.sampled,
-             bases=list(input.bases), out_rows=output.rows, out_summary=output.summary,
-             out_bases=output.bases)
+        step("aggregate", log, scores=[*input.scores], likelihoods=[*input.likelihoods],
+             cells=params.cells, sampled=params.sampled, bases=[*input.bases],
+             out_rows=output.rows, out_summary=output.summary, out_bases=output.bases)
