@@ -134,3 +134,10 @@ def test_an_infinite_half_life_gives_an_interval_not_nan():
     values = np.array([1.0, np.inf, 2.0, np.inf])
     estimate, lower, upper = boot.interval(lambda d: float(np.mean(values[d])))
     assert estimate == np.inf and not math.isnan(lower) and upper == np.inf
+
+
+def test_a_decay_the_grid_cannot_see_is_not_estimated_at_the_fits_bound():
+    """A decay exponent beyond the fit's bounds (-8 < -5): alpha is undefined, not -5."""
+    mean = np.array([[decay(p, n, -8.0) for n in NEGATIVE] for p in POSITIVE])
+    fit = analysis.fit_decay(np.array(POSITIVE), np.array(NEGATIVE), mean)
+    assert math.isnan(fit["alpha"]) and math.isnan(analysis.n_half(fit, 0.0, 3))

@@ -113,10 +113,15 @@ def fit_decay(positive: np.ndarray, negative: np.ndarray, mean: np.ndarray) -> d
         return a[:, None] + g[:, None] * np.exp(-negative[None, :] / tau[:, None])
 
     start = np.concatenate([mean[:, -1], mean[:, 0] - mean[:, -1], [math.log(span / 3), 0.0]])
+    low, high = [math.log(span * 1e-3), -5.0], [math.log(span * 1e3), 5.0]
     fit = least_squares(lambda t: ((model(t) - mean) / scale).ravel(), start,
-                        bounds=([-np.inf] * 2 * n_p + [math.log(span * 1e-3), -5],
-                                [np.inf] * 2 * n_p + [math.log(span * 1e3), 5]))
+                        bounds=([-np.inf] * 2 * n_p + low, [np.inf] * 2 * n_p + high))
     theta = fit.x
+    # A decay time or exponent on its bound is not estimated (no decay inside the N range):
+    # it is undefined, not the bound's value.
+    if np.isclose(theta[-2:], low).any() or np.isclose(theta[-2:], high).any():
+        return {"a": theta[:n_p], "g": theta[n_p:2 * n_p], "tau": np.full(n_p, math.nan),
+                "alpha": math.nan}
     return {"a": theta[:n_p], "g": theta[n_p:2 * n_p],
             "tau": np.exp(theta[-2]) * rel ** theta[-1], "alpha": float(theta[-1])}
 
@@ -126,7 +131,7 @@ def n_half(fit: dict[str, Any], base: float, index: int) -> float:
     infinite when its asymptote keeps more than half."""
     a, g, tau = fit["a"][index], fit["g"][index], fit["tau"][index]
     gain = a + g - base
-    if gain <= 0 or g <= 0:
+    if gain <= 0 or g <= 0 or math.isnan(tau):
         return math.nan
     level = (base + gain / 2 - a) / g
     return -tau * math.log(level) if 0 < level < 1 else math.inf
@@ -203,8 +208,9 @@ def _row(claim: str, metric: str, scope: str, statistic: str, prediction: str,
            "prediction": prediction, "seeds": 0, "resamples": 0}
     if reason is None:
         estimate, lower, upper = result or boot.interval(stat)
-        if math.isnan(lower):
-            reason = "every resample left the statistic undefined (no gain over the base)"
+        if math.isnan(lower) or math.isnan(estimate):
+            reason = ("the statistic is undefined on all seeds or every resample (no gain over "
+                      "the base, or the decay fit ran into a bound of its parameters)")
         else:
             seeds = len(boot.full)
             decided = verdict(lower, upper, prediction)
