@@ -345,6 +345,12 @@ def tokens_per_example(tokenizer: str, pool: str) -> float:
     return float(np.mean([len(ids) - 1 for ids in load_tokenizer(tokenizer)(texts)["input_ids"]]))
 
 
+def _base_cells(cells: pd.DataFrame, model: str, tokens: int, algorithm: str) -> pd.DataFrame:
+    """One base's cells: its base-model cells and those of one algorithm."""
+    return cells[(cells["model"] == model) & (cells["pretrain_tokens"] == tokens)
+                 & cells["algorithm"].isin([algorithm, BASE])]
+
+
 def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_claims: str,
             out_elasticity: str, out_theory: str, out_table: str, out_landing: str, *,
             run_name: str, grid: dict[str, Any], interval: float,
@@ -361,8 +367,7 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
     claims, scores, theory = [], [], []
     groups = cells[cells["algorithm"] != BASE].groupby(["model", "pretrain_tokens", "algorithm"])
     for (model, tokens, algorithm), _ in groups:
-        one = cells[(cells["model"] == model) & (cells["pretrain_tokens"] == tokens)
-                    & cells["algorithm"].isin([algorithm, BASE])]
+        one = _base_cells(cells, model, tokens, algorithm)
         key = {"model": model, "pretrain_tokens": int(tokens), "algorithm": algorithm}
         scope = f"{model} @ {tokens:,} tokens ({algorithm})"
         for metric in ANALYZED:
@@ -375,9 +380,8 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
         boot = boots[metric]
         for algorithm in sorted(set(cells["algorithm"]) - {BASE}):
             def on(model, tokens, metric=metric, algorithm=algorithm):
-                one = cells[(cells["model"] == model) & (cells["pretrain_tokens"] == tokens)
-                            & cells["algorithm"].isin([algorithm, BASE])]
-                return curves(one, metric, seeds[metric])
+                return curves(_base_cells(cells, model, tokens, algorithm), metric,
+                              seeds[metric])
 
             size = [(float(params.loc[(params["model"] == m)
                                       & (params["pretrain_tokens"] == size_axis["pretrain_tokens"]),
