@@ -461,25 +461,26 @@ def landing_rst(name: str, grid: dict[str, Any], claims: pd.DataFrame, scores: p
         f"- seeds: {', '.join(f'{n} for {m}' for m, n in seeds.items())}; "
         f"code {code_version()}",
     ]
-    rows = [[r["claim"], r["metric"], r["scope"],
-             "" if pd.isna(r["estimate"]) else f"{r['estimate']:.3g}",
-             _interval(r, "lower", "upper"), f"**{r['verdict']}**", r["reason"] or ""]
-            for _, r in claims.iterrows()]
+    # One row per claim and metric: how many scopes got each verdict, and why not decided.
+    rows = []
+    for (claim, metric), group in claims.groupby(["claim", "metric"], sort=False):
+        counts = group["verdict"].value_counts()
+        reasons = sorted(set(group["reason"]) - {""})
+        rows.append([claim, metric, ", ".join(f"**{n} {v}**" for v, n in counts.items()),
+                     "; ".join(reasons)])
     ranked = scores.dropna(subset=["n_half"]).sort_values(["metric", "n_half"])
-    ranking = [[r["metric"], f"{r['model']} @ {r['pretrain_tokens']:,}", str(r["positive"]),
-                f"{r['n_half']:.3g}", _interval(r, "n_half_lower", "n_half_upper"),
-                f"{r['alpha']:.3g}", _interval(r, "alpha_lower", "alpha_upper")]
+    ranking = [[r["metric"], f"{r['model']} @ {r['pretrain_tokens']:,}",
+                f"{r['n_half']:.3g} {_interval(r, 'n_half_lower', 'n_half_upper')}"]
                for _, r in ranked.iterrows()]
     parts = [title, "=" * len(title), "", "What was run:", "", *ran, "",
-             f"Claims ({interval:g}% bootstrap intervals over seeds; verdict rule in README "
-             "\"Claims\"; the same table as ``claims.parquet`` and in category Claims_):", "",
-             _list_table(["claim", "metric", "scope", "estimate", "interval", "verdict",
-                          "reason"], rows), ""]
+             f"Claims: verdicts over the bases and axes ({interval:g}% bootstrap intervals over "
+             "seeds; verdict rule in README \"Claims\"; every estimate and interval in "
+             "category Claims_ and ``claims.parquet``):", "",
+             _list_table(["claim", "metric", "verdicts", "why not decided"], rows), ""]
     if ranking:
-        parts += ["Elasticity scores (N½ of the largest P, from the decay fit; lower: the "
-                  "alignment is undone sooner):", "",
-                  _list_table(["metric", "base", "P", "N½", "interval", "alpha",
-                               "interval"], ranking), ""]
+        parts += ["Elasticity scores (N½ of the largest P with its interval, from the decay "
+                  "fit; lower: the alignment is undone sooner):", "",
+                  _list_table(["metric", "base", "N½"], ranking), ""]
     parts += ["Figures: the Fig. 4-6 analogs for the sampled metric and the preference margin "
               "in Rebound_, the compression rates along the chains in Theory_."]
     return "\n".join(parts) + "\n"
