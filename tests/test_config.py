@@ -81,18 +81,25 @@ def test_a_volume_larger_than_its_pool_names_the_pool_and_its_size():
             "holds 1000") in message
 
 
-def test_sampled_cells_outside_the_grid_are_refused_naming_both_keys():
-    message = _error(_with(lambda c: c["generation"].update(cells={"seed": [0, 7]})))
-    assert "generation.cells.seed lists [7], which grid.seed does not have" in message
+def test_sampled_cells_with_no_value_in_the_grid_are_refused_naming_both_keys():
+    message = _error(_with(lambda c: c["generation"].update(cells={"seed": [17, 18]})))
+    assert "generation.cells.seed lists [17, 18], none of which grid.seed has" in message
     message = _error(_with(lambda c: c["generation"].update(cells={"model": ["micro-s"]})))
     assert "generation.cells" in message and "model" in message
 
 
+def test_sampled_values_the_grid_lacks_are_ignored():
+    config = _with(lambda c: c["grid"].update(seed=[0, 1]))
+    config["generation"]["cells"] = {"seed": [1, 2, 17]}
+    cfg.validate(config)
+    assert {c.seed for c in grid.cells(config) if grid.sampled(config, c)} == {1}
+
+
 def test_sampled_cells_select_by_grid_value_and_keep_the_bases_of_their_seeds():
-    config = _with(lambda c: c["generation"].update(cells={"seed": [1], "negative": [0, 40]}))
+    config = _with(lambda c: c["generation"].update(cells={"seed": [1], "negative": [0, 60]}))
     picked = [c for c in grid.cells(config) if grid.sampled(config, c)]
     assert {c.seed for c in picked} == {1}
-    assert {c.negative for c in picked} == {0, 40}
+    assert {c.negative for c in picked} == {0, 60}
     assert any(c.is_base for c in picked)
 
 
@@ -102,13 +109,13 @@ def test_an_axis_naming_an_unknown_model_is_refused():
 
 
 def test_the_grid_derives_bases_chains_and_cells():
-    assert grid.bases(DEFAULT_CONFIG) == [("micro-l", 600000), ("micro-m", 150000),
-                                          ("micro-m", 300000), ("micro-m", 600000),
-                                          ("micro-s", 600000)]
+    assert grid.bases(DEFAULT_CONFIG) == [("micro-l", 1600000), ("micro-m", 200000),
+                                          ("micro-m", 600000), ("micro-m", 1600000),
+                                          ("micro-s", 1600000)]
     assert grid.checkpoints(DEFAULT_CONFIG) == [
-        (m, t) for m in ("micro-l", "micro-m", "micro-s") for t in (150000, 300000, 600000)]
-    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 300000
-    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 150000) is None
+        (m, t) for m in ("micro-l", "micro-m", "micro-s") for t in (200000, 600000, 1600000)]
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 200000
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 200000) is None
     cells = grid.cells(DEFAULT_CONFIG)
     g = DEFAULT_CONFIG["grid"]
     assert len(cells) == len(set(cells)) == 5 * len(g["seed"]) * (
@@ -116,13 +123,13 @@ def test_the_grid_derives_bases_chains_and_cells():
 
 
 def test_links_continue_the_next_smaller_volume_when_the_schedule_allows():
-    cell = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 100, 1)
+    cell = grid.Cell("sentiment", "micro-m", 600000, "sft", 2000, 200, 1)
     assert chains.chaining(DEFAULT_CONFIG, "align", "sft")[0]
-    assert chains.previous_link(DEFAULT_CONFIG, cell, "align").positive == 400
-    assert chains.previous_link(DEFAULT_CONFIG, cell, "invert").negative == 40
-    first = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 20, 1)
+    assert chains.previous_link(DEFAULT_CONFIG, cell, "align").positive == 600
+    assert chains.previous_link(DEFAULT_CONFIG, cell, "invert").negative == 60
+    first = grid.Cell("sentiment", "micro-m", 600000, "sft", 2000, 20, 1)
     assert chains.previous_link(DEFAULT_CONFIG, first, "invert") is None
-    assert chains.start_model(first, "invert").model_path().endswith("pos1000/seed1/aligned")
+    assert chains.start_model(first, "invert").model_path().endswith("pos2000/seed1/aligned")
 
 
 @pytest.mark.parametrize("change, reason", [

@@ -30,9 +30,13 @@ def big_config() -> dict:
     models = {f"size-{i}": dict(base, hidden_size=32 * (i + 1), num_attention_heads=2)
               for i in range(5)}
     return {"models": models,
-            "grid": {"size_axis": {"model": list(models)},
-                     "pretraining_axis": {"model": "size-1"},
-                     "seed": [0, 1, 2, 3]}}
+            "grid": {"size_axis": {"model": list(models), "pretrain_tokens": 600000},
+                     "pretraining_axis": {"model": "size-1",
+                                          "pretrain_tokens": [150000, 300000, 600000]},
+                     "positive": [200, 400, 1000, 2000],
+                     "negative": [0, 20, 40, 100, 200, 400],
+                     "seed": [0, 1, 2, 3]},
+            "generation": {"cells": {}}}
 
 
 def main() -> int:

@@ -144,11 +144,13 @@ def _consistency(config: dict[str, Any]) -> list[str]:
         if largest > pools[axis]:
             problems.append(f"grid.{axis} asks for {largest} examples but the {axis} pool "
                             f"(data.pools.{axis}) holds {pools[axis]}")
+    # Values the grid lacks are ignored, so the default's seed subset survives a smaller grid;
+    # a field left with none of its values would sample nothing.
     for name, values in config["generation"]["cells"].items():
-        outside = sorted(set(values) - set(g[name]))
-        if outside:
-            problems.append(f"generation.cells.{name} lists {outside}, which grid.{name} does "
-                            f"not have (grid.{name}: {g[name]})")
+        if not set(values) & set(g[name]):
+            problems.append(f"generation.cells.{name} lists {sorted(values)}, none of which "
+                            f"grid.{name} has (grid.{name}: {g[name]}): no cell would be "
+                            f"sampled; list values of grid.{name}")
     low, high = config["data"]["prompt_words"]
     if low > high:
         problems.append(f"data.prompt_words must be [low, high] with low <= high, "
