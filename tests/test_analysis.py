@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elasticity import analysis
+from elasticity import aggregate, analysis
 from elasticity.aggregate import SUMMARY_COLUMNS
 from elasticity.grid import BASE
+from elasticity.likelihood import METRICS
 
 POSITIVE = [100, 200, 400, 800]
 NEGATIVE = [0, 20, 40, 80, 160, 320]
@@ -141,3 +142,21 @@ def test_a_decay_the_grid_cannot_see_is_not_estimated_at_the_fits_bound():
     mean = np.array([[decay(p, n, -8.0) for n in NEGATIVE] for p in POSITIVE])
     fit = analysis.fit_decay(np.array(POSITIVE), np.array(NEGATIVE), mean)
     assert math.isnan(fit["alpha"]) and math.isnan(analysis.n_half(fit, 0.0, 3))
+
+
+def test_a_cell_without_the_sampled_metric_still_says_its_model_and_code():
+    cell = {"task": "sentiment", "model": "tiny-a", "pretrain_tokens": 4096, "algorithm": "sft",
+            "positive": 40, "negative": 8, "seed": 1}
+    sampled_cell = dict(cell, seed=0)
+    rows = pd.DataFrame([{**sampled_cell, "uid": "movie:1", "prompt": "a", "response": "b",
+                          "score": 0.5, "is_positive": True, "is_negative": False,
+                          "model_parameters": 123, "config_hash": "s0",
+                          "code_version": "sampled-code"}])
+    likelihoods = pd.DataFrame([{**c, **dict.fromkeys(METRICS, 0.1), "model_parameters": 123,
+                                 "config_hash": "l", "code_version": "likelihood-code"}
+                                for c in (sampled_cell, cell)])
+    summary = aggregate.summarize(rows, likelihoods).set_index("seed")
+    assert summary.loc[0, "code_version"] == "sampled-code"
+    assert summary.loc[1, "code_version"] == "likelihood-code"
+    assert (summary["model_parameters"] == 123).all()
+    assert pd.isna(summary.loc[1, "positive_rate"]) and pd.isna(summary.loc[1, "config_hash"])

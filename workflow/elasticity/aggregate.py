@@ -59,10 +59,16 @@ def summarize(rows: pd.DataFrame, likelihoods: pd.DataFrame) -> pd.DataFrame:
     sampled["net_polarity"] = sampled["positive_rate"] - sampled["negative_rate"]
     polar = sampled["positive_rate"] + sampled["negative_rate"]
     sampled["positive_share"] = (sampled["positive_rate"] / polar).where(polar > 0)
-    measured = likelihoods[COLUMNS + METRICS + ["config_hash"]].rename(
-        columns={"config_hash": "likelihood_config_hash"})
-    return (sampled.merge(measured, on=COLUMNS, how="outer", validate="one_to_one")
-            [SUMMARY_COLUMNS].sort_values(COLUMNS, ignore_index=True))
+    measured = likelihoods[COLUMNS + METRICS + ["model_parameters", "config_hash",
+                                                "code_version"]].rename(
+        columns={"config_hash": "likelihood_config_hash",
+                 "code_version": "likelihood_code_version"})
+    # Every cell has a likelihood file, not every cell is sampled (generation.cells): the
+    # model and, where no sampled file says it, the code come from the likelihood file.
+    summary = sampled.merge(measured, on=COLUMNS + ["model_parameters"], how="outer",
+                            validate="one_to_one")
+    summary["code_version"] = summary["code_version"].fillna(summary["likelihood_code_version"])
+    return summary[SUMMARY_COLUMNS].sort_values(COLUMNS, ignore_index=True)
 
 
 def aggregate(scores: list[str], likelihoods: list[str], cells: list[dict[str, Any]],
