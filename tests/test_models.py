@@ -75,6 +75,42 @@ def test_a_training_link_equals_an_independent_run(base_dir, small_splits, tmp_p
     assert_same_weights(tmp_path / "direct", tmp_path / "link")
 
 
+def test_the_fine_tuning_loss_is_trls_own(base_dir, small_splits, tmp_path):
+    """The trainer the steps use replaces SFTTrainer's fused-head loss (computed with its
+    entropy and accuracy metrics) by the model's own causal-LM loss: the same loss and the same
+    updated weights, step by step, in float32 as the configs train (plain SGD: Adam would turn
+    float noise in near-zero gradients into whole steps); `dft` keeps TRL's path."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    texts = finetuning.select_examples(str(small_splits / "positive.parquet"), 24, seed=0)
+    tok = models.load_tokenizer(str(base_dir))
+
+    def train(cls, loss_type="nll"):
+        args = SFTConfig(output_dir=str(tmp_path / cls.__name__ / loss_type), report_to="none",
+                         per_device_train_batch_size=8, learning_rate=0.1, optim="sgd",
+                         max_length=32,
+                         train_sampling_strategy="sequential", shuffle_dataset=False,
+                         save_strategy="no", use_cpu=True, seed=0, logging_steps=1,
+                         loss_type=loss_type, disable_tqdm=True, num_train_epochs=1,
+                         bf16=False)
+        trainer = cls(model=models.load_model(str(base_dir)), args=args,
+                      processing_class=tok, train_dataset=Dataset.from_dict({"text": texts}))
+        trainer.train()
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        return losses, trainer.model.state_dict()
+
+    ours, ours_weights = train(finetuning.sft_trainer_class())
+    trls, trls_weights = train(SFTTrainer)
+    assert len(ours) == 3 and ours == pytest.approx(trls, rel=1e-5)
+    start = models.load_model(str(base_dir)).state_dict()
+    for name, x in ours_weights.items():
+        ours_step, trls_step = x - start[name], trls_weights[name] - start[name]
+        assert float((ours_step - trls_step).norm() / trls_step.norm()) < 1e-4, name
+    dft, _ = train(finetuning.sft_trainer_class(), "dft")
+    assert dft != pytest.approx(ours, rel=1e-3)
+
+
 def test_examples_are_nested_across_volumes(small_splits):
     pool = str(small_splits / "positive.parquet")
     small = finetuning.select_examples(pool, 10, seed=3)

@@ -35,6 +35,27 @@ def select_examples(pool: str, n: int, seed: int) -> list[str]:
     return [texts[i] for i in order[:n]]
 
 
+def sft_trainer_class():
+    """TRL's SFTTrainer, with the model's own causal-LM loss for the plain `nll` loss type.
+
+    SFTTrainer computes its loss through a fused LM head that also yields every token's entropy
+    and top-1 hit for its logged metrics; on these tiny models that costs about 40 % of a
+    training step. `Trainer.compute_loss` (the model's `ForCausalLMLoss` on the same labels,
+    summed over the same `num_items_in_batch`) gives the same loss (tested) without them. Other
+    loss types (`dft`) keep TRL's own path.
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class CausalLMLossSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.args.loss_type != "nll":
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return CausalLMLossSFTTrainer
+
+
 def _examples_of(link: str | None) -> int:
     if link is None:
         return 0
@@ -59,7 +80,6 @@ def finetune(
     trainer: SFTConfig fields of the config (elasticity.trainer_config adds the owned ones).
     """
     from datasets import Dataset
-    from trl import SFTTrainer
 
     texts = select_examples(pool, examples, seed)
     done_before = _examples_of(previous)
@@ -73,8 +93,8 @@ def finetune(
                    train_sampling_strategy="sequential", shuffle_dataset=False,
                    save_strategy="steps", save_total_limit=1, dataset_text_field="text",
                    packing=False)
-    sft = SFTTrainer(model=net, args=config, train_dataset=Dataset.from_dict({"text": texts}),
-                     processing_class=tok)
+    sft = sft_trainer_class()(model=net, args=config, processing_class=tok,
+                              train_dataset=Dataset.from_dict({"text": texts}))
     lengths = [len(ids) for ids in sft.train_dataset["input_ids"]]
     new_tokens = int(sum(lengths[done_before:]) * config.num_train_epochs)
     log.info("SFT on examples %d-%d of %s (%d new tokens, %g epochs)%s", done_before + 1,

@@ -15,9 +15,19 @@ from elasticity.likelihood import COMPRESSION_SETS
 from elasticity.provenance import config_hash
 from elasticity.recovery import claim_controller
 from elasticity.runner import STEPS, run_step
+from elasticity.scheduling import one_pending_reevaluation
 
 # The main process of a run: the one that schedules jobs (not a cluster job re-reading this).
 MAIN = workflow.is_main_process
+
+# Snakemake's scheduler would otherwise add a perpetual once-a-second round per job event
+# (elasticity.scheduling); this process schedules the jobs.
+if MAIN:
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    if not one_pending_reevaluation(JobScheduler):
+        logger.warning("this Snakemake has no JobScheduler._schedule_reevalutation: its "
+                       "re-evaluation timers are left as they are")
 
 # After a crash (kill -9) the same command works again: stale Snakemake locks are removed when
 # no controller holds this directory.
