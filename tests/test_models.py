@@ -111,6 +111,32 @@ def test_the_fine_tuning_loss_is_trls_own(base_dir, small_splits, tmp_path):
     assert dft != pytest.approx(ours, rel=1e-3)
 
 
+@pytest.mark.parametrize("fields", [{"max_length": 32}, {"max_length": 24,
+                                                           "truncation_mode": "keep_end"},
+                                    {"max_length": None}])
+def test_examples_are_tokenized_as_sft_trainer_prepares_them(base_dir, small_splits, tmp_path,
+                                                            fields):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    texts = finetuning.select_examples(str(small_splits / "positive.parquet"), 50, seed=0)
+    tok = models.load_tokenizer(str(base_dir))
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False,
+                     **fields)
+
+    def prepared(dataset):
+        trainer = SFTTrainer(model=models.load_model(str(base_dir)), args=args,
+                             processing_class=tok, train_dataset=dataset)
+        return trainer.train_dataset.to_dict()
+
+    trls = prepared(Dataset.from_dict({"text": texts}))
+    ours = prepared(finetuning.tokenized(tok, texts, args.eos_token))
+    assert ours["input_ids"] == trls["input_ids"] and ours["labels"] == trls["labels"]
+    if fields.get("truncation_mode") != "keep_end":
+        assert all(ids[0] == tok.bos_token_id for ids in ours["input_ids"])
+    assert max(map(len, ours["input_ids"])) <= (fields["max_length"] or 10**6)
+
+
 def test_examples_are_nested_across_volumes(small_splits):
     pool = str(small_splits / "positive.parquet")
     small = finetuning.select_examples(pool, 10, seed=3)

@@ -1,7 +1,7 @@
 """Benchmark: the previous commit and the current working tree, side by side, in one run.
 
     .venv/bin/python tests/benchmarks/bench_compare.py [--base REV] [--config {default,smoke}]
-        [--workdir DIR] [--sdist PATH]
+        [--current-config PATH] [--workdir DIR] [--sdist PATH]
 
 Checks REV (default 252a27a, the commit the grid-core work started from) out in a temporary
 git worktree and runs `all` of it, then of the working tree (HEAD plus uncommitted edits), one
@@ -17,6 +17,12 @@ jobs and its largest job peak RSS, and the issue's targets with their measured r
 - fine-tuning tokens (alignment + inverse fine-tuning) of the default grid >= 1.8x fewer than
   the previous commit's, with the same cells (both summary.parquet have as many rows);
 - the default `all` wall time <= 70 % of the previous commit's, measured in the same run.
+
+The defaults of the two commits are different grids now (this one has 10 seeds and the
+likelihood metrics); `--current-config tests/benchmarks/previous_default.yaml` runs the
+previous commit's default grid on the current side (the previous side runs its own default), so
+that both run the same cells. The current side then also computes its likelihood metrics, which
+the previous commit did not have (stage "likelihood").
 
 Exits non-zero when a run fails (after printing the tail of its output); a missed target is
 printed as FAIL but does not change the exit status. The default config takes about 25 min
@@ -42,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = "252a27a"
 DEFAULT_SDIST = ROOT / ".pytest_cache" / "d" / "downloads" / "vaderSentiment-3.3.2.tar.gz"
 METRICS = "METRICS "
-STAGES = ["pretraining", "alignment", "inverse fine-tuning", "generation", "scoring", "other"]
+STAGES = ["pretraining", "alignment", "inverse fine-tuning", "generation", "scoring",
+          "likelihood", "other"]
 FINETUNING = ("alignment", "inverse fine-tuning")
 TOKENS_TARGET = 1.8   # base fine-tuning tokens / current ones, at least
 WALL_TARGET = 0.70    # current wall time / base one, at most
@@ -73,6 +80,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--base", default=DEFAULT_BASE,
                         help=f"the previous commit (any git rev; default {DEFAULT_BASE})")
     parser.add_argument("--config", choices=["default", "smoke"], default="default")
+    parser.add_argument("--current-config",
+                        help="an override of config.yaml for the current side only (instead of "
+                             "--config), e.g. tests/benchmarks/previous_default.yaml")
     parser.add_argument("--workdir", help="default: a fresh temporary directory")
     parser.add_argument("--sdist", help="a local copy of the vaderSentiment sdist (default: "
                                         f"{DEFAULT_SDIST.relative_to(ROOT)} if present)")
@@ -121,10 +131,13 @@ def config_args(root: Path, config: str) -> list[str]:
     return [] if config == "default" else [f"--configfile={root}/resources/configs/smoke.yaml"]
 
 
-def snakemake_command(root: Path, directory: Path, config: str) -> list[str]:
+def snakemake_command(root: Path, directory: Path, config: str,
+                      override: str | None = None) -> list[str]:
+    configs = [f"--configfile={Path(override).resolve()}"] if override else config_args(root,
+                                                                                         config)
     return [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"),
             "--profile", str(root / "profiles" / "local"), "--directory", str(directory),
-            *config_args(root, config), "all"]
+            *configs, "all"]
 
 
 def side_env(root: Path) -> dict[str, str]:
@@ -143,11 +156,11 @@ def check_package(root: Path, env: dict[str, str]) -> None:
         raise SystemExit(f"{root}: `import elasticity` gives {found}, not this side's package")
 
 
-def run_workflow(run: Run, config: str) -> bool:
+def run_workflow(run: Run, config: str, override: str | None = None) -> bool:
     """Run `all` of one side; its output goes to <directory>/snakemake.out."""
     env = side_env(run.root)
     check_package(run.root, env)
-    run.command = snakemake_command(run.root, run.directory, config)
+    run.command = snakemake_command(run.root, run.directory, config, override)
     print(f"[{run.label}] PYTHONPATH={env['PYTHONPATH']} " + " ".join(run.command), flush=True)
     output = run.directory / "snakemake.out"
     start = time.perf_counter()
@@ -175,8 +188,8 @@ def stage_of(step: str, log: Path) -> str:
     inverse fine-tuning by where its log is (logs/<name>/align/... or .../invert/...)."""
     if step == "finetune":
         return {"align": "alignment", "invert": "inverse fine-tuning"}[log.parts[0]]
-    return {"pretrain": "pretraining", "generate": "generation", "score": "scoring"}.get(
-        step, "other")
+    return {"pretrain": "pretraining", "generate": "generation", "score": "scoring",
+            "likelihood": "likelihood"}.get(step, "other")
 
 
 def read_jobs(run: Run) -> None:
@@ -265,14 +278,16 @@ def main() -> int:
     worktree = workdir / "base"
     base = Run(f"base {ns.base}", worktree, workdir / "run-base")
     current = Run("current", ROOT, workdir / "run-current")
-    print(f"config: {ns.config}\nworkdir: {workdir}\nsdist: {sdist or 'downloaded'}")
+    print(f"config: {ns.config}, current side: {ns.current_config or ns.config}\n"
+          f"workdir: {workdir}\nsdist: {sdist or 'downloaded'}")
     add_worktree(ns.base, worktree)
     try:
         for run in (base, current):
             print(f"{run.label}: {describe(run.root)}")
         for run in (base, current):
             fresh_directory(run.directory, sdist)
-            if not run_workflow(run, ns.config):
+            override = ns.current_config if run is current else None
+            if not run_workflow(run, ns.config, override):
                 return 1
     finally:
         remove_worktree(worktree)

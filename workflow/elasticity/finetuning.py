@@ -35,6 +35,20 @@ def select_examples(pool: str, n: int, seed: int) -> list[str]:
     return [texts[i] for i in order[:n]]
 
 
+def tokenized(tokenizer, texts: list[str], eos_token: str | None):
+    """Plain-text examples tokenized as SFTTrainer's preparation tokenizes them: the text with
+    the EOS token appended (the config's `eos_token`, else the tokenizer's), special tokens
+    added, every token a label. One batched call: SFTTrainer's own passes run example by
+    example and cost about a second per thousand examples, a quarter of a fine-tuning job
+    (tested equal). SFTTrainer still truncates them to `max_length` as configured.
+    """
+    from datasets import Dataset
+
+    eos = eos_token or tokenizer.eos_token
+    ids = tokenizer([t if t.endswith(eos) else t + eos for t in texts])["input_ids"]
+    return Dataset.from_dict({"input_ids": ids, "labels": [list(row) for row in ids]})
+
+
 def sft_trainer_class():
     """TRL's SFTTrainer, with the model's own causal-LM loss for the plain `nll` loss type.
 
@@ -79,8 +93,6 @@ def finetune(
     is None. previous: the chain link this one continues, whose examples it does not repeat.
     trainer: SFTConfig fields of the config (elasticity.trainer_config adds the owned ones).
     """
-    from datasets import Dataset
-
     texts = select_examples(pool, examples, seed)
     done_before = _examples_of(previous)
     tok = load_tokenizer(model)
@@ -94,7 +106,7 @@ def finetune(
                    save_strategy="steps", save_total_limit=1, dataset_text_field="text",
                    packing=False)
     sft = sft_trainer_class()(model=net, args=config, processing_class=tok,
-                              train_dataset=Dataset.from_dict({"text": texts}))
+                              train_dataset=tokenized(tok, texts, config.eos_token))
     lengths = [len(ids) for ids in sft.train_dataset["input_ids"]]
     new_tokens = int(sum(lengths[done_before:]) * config.num_train_epochs)
     log.info("SFT on examples %d-%d of %s (%d new tokens, %g epochs)%s", done_before + 1,

@@ -52,14 +52,17 @@ def encode(tokenizer, texts: list[str], max_tokens: int,
     generated continuation's would."""
     if prompts is None:
         return [(ids[:max_tokens], 1) for ids in tokenizer(texts)["input_ids"]]
-    out = []
+    rests = []
     for text, prompt in zip(texts, prompts, strict=True):
         words, head = text.split(), prompt.split()
         if words[:len(head)] != head or len(words) == len(head):
             raise ValueError(f"prompt {prompt!r} is not a proper prefix of its text {text!r}")
-        first = tokenizer(prompt)["input_ids"]
-        rest = tokenizer(" " + " ".join(words[len(head):]), add_special_tokens=False)
-        out.append(((first + rest["input_ids"])[:max_tokens], len(first)))
+        rests.append(" " + " ".join(words[len(head):]))
+    # One call per list: the fast tokenizer encodes a batch in one pass.
+    firsts = tokenizer(list(prompts))["input_ids"]
+    rest_ids = tokenizer(rests, add_special_tokens=False)["input_ids"]
+    out = [((first + rest)[:max_tokens], len(first))
+           for first, rest in zip(firsts, rest_ids, strict=True)]
     # A prompt that fills the window leaves nothing to score (the model's trained length).
     kept = [(ids, start) for ids, start in out if start < len(ids)]
     if not kept:
