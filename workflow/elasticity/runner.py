@@ -86,11 +86,15 @@ def run_here(step: str, kwargs: dict[str, Any], threads: int = 1) -> Any:
     # forked job, touches their pages (copy-on-write copies).
     gc.freeze()
     result = function(**kwargs)
+    own = dict(result) if isinstance(result, dict) else {}
+    # A training step reports its training loop's seconds; the job's are the runner's.
+    if "wall_seconds" in own:
+        own["train_seconds"] = own.pop("wall_seconds")
     metrics = {
+        **own,
         "step": step,
         "wall_seconds": round(time.time() - start, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        **(result if isinstance(result, dict) else {}),
     }
     print(METRICS_PREFIX + json.dumps(metrics, sort_keys=True, default=str), file=sys.stderr,
           flush=True)
