@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from elasticity.io import atomic_path, read_parquet, write_json
 from elasticity.models import load_model, load_tokenizer, parameter_count
 from elasticity.trainer_config import build
 from elasticity.training import discard, final_checkpoint, resumable_checkpoint, scratch_dir
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ def select_examples(pool: str, n: int, seed: int) -> list[str]:
     return [texts[i] for i in order[:n]]
 
 
-def tokenized(tokenizer, texts: list[str], eos_token: str | None):
+def tokenized(tokenizer, texts: list[str], eos_token: str | None) -> Dataset:
     """Plain-text examples tokenized as SFTTrainer's preparation tokenizes them: the text with
     the EOS token appended (the config's `eos_token`, else the tokenizer's), special tokens
     added, every token a label. One batched call: SFTTrainer's own passes run example by
@@ -49,7 +52,7 @@ def tokenized(tokenizer, texts: list[str], eos_token: str | None):
     return Dataset.from_dict({"input_ids": ids, "labels": [list(row) for row in ids]})
 
 
-def sft_trainer_class():
+def sft_trainer_class() -> type:
     """TRL's SFTTrainer, with the model's own causal-LM loss for the plain `nll` loss type.
 
     SFTTrainer computes its loss through a fused LM head that also yields every token's entropy

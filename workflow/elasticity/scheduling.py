@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+_PENDING_LOCK = threading.Lock()
+
 
 def one_pending_reevaluation(scheduler_class: Any) -> bool:
     """Make `scheduler_class._schedule_reevalutation` (sic) start a timer only when none is
@@ -46,6 +48,3 @@ def one_pending_reevaluation(scheduler_class: Any) -> bool:
     scheduler_class._schedule_reevalutation = schedule_reevaluation
     scheduler_class._elasticity_one_timer = True
     return True
-
-
-_PENDING_LOCK = threading.Lock()
