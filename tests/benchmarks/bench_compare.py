@@ -25,8 +25,8 @@ that both run the same cells. The current side then also computes its likelihood
 the previous commit did not have (stage "likelihood").
 
 Exits non-zero when a run fails (after printing the tail of its output); a missed target is
-printed as FAIL but does not change the exit status. The default config takes about 25 min
-on 2 cores; `--config smoke` about 2-3 min.
+printed as FAIL but does not change the exit status. The default config takes about 27 min
+on 2 cores (both sides); `--config smoke` about 2-3 min.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def config_args(root: Path, config: str) -> list[str]:
 
 def snakemake_command(root: Path, directory: Path, config: str,
                       override: str | None = None) -> list[str]:
-    configs = [f"--configfile={Path(override).resolve()}"] if override else config_args(root,
-                                                                                         config)
+    configs = ([f"--configfile={Path(override).resolve()}"] if override
+               else config_args(root, config))
     return [sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"),
             "--profile", str(root / "profiles" / "local"), "--directory", str(directory),
             *configs, "all"]
