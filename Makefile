@@ -8,7 +8,7 @@ CONFIG ?=
 CONFIGFLAG := $(if $(CONFIG),--configfile=$(CONFIG))
 NAME := $(shell sed -n 's/^name: *\([^ #]*\).*/\1/p' $(CONFIG) config.yaml | head -n 1)
 
-.PHONY: env run check test test-slow lint bench plan slurm-profile clean
+.PHONY: env run check prefetch test test-slow lint bench plan slurm-profile clean
 
 env: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ run: env check
 # The config read strictly (file and line of a syntax error or duplicate key) and validated.
 check: env
 	$(BIN)/python -m elasticity.configfile $(CONFIG)
+
+# Everything a config reads from a hub (released models, datasets, scorer models) into
+# hub.cache, with the commit each revision resolved to; run it where the hub is reachable (a
+# cluster's login node). Jobs then read the cache offline. `make prefetch CONFIG=...`
+prefetch: env check
+	$(BIN)/snakemake --cores 1 $(CONFIGFLAG) prefetch
 
 test: env
 	$(BIN)/pytest

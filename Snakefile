@@ -10,6 +10,7 @@ min_version("9.0")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/hub.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/align.smk"
 include: "workflow/rules/invert.smk"

@@ -40,7 +40,7 @@ def snippets(sdist):
 @pytest.fixture(scope="session")
 def small_splits(tmp_path_factory, sdist) -> Path:
     """The smoke config's splits, written by the real `prepare` step."""
-    d = dict(SMOKE["data"])
+    d = {k: v for k, v in SMOKE["data"].items() if k != "dataset"}  # a hub task's key
     out = tmp_path_factory.mktemp("splits")
     data.prepare(str(sdist), str(out), sha256=d.pop("source")["sha256"], **d)
     return out

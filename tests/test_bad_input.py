@@ -111,7 +111,9 @@ PATHS = {
                      ("grid.algorithm", "'../sft'", "letters, digits")),
 }
 DEVICES = {
-    stage: Bad({stage: {"device": "cuda"}}, (f"{stage}.device", "'cuda'", "'cpu'"))
+    # Refused when a run starts here; a dry run (a plan) of a GPU config works anywhere.
+    stage: Bad({stage: {"device": "cuda"}}, (f"{stage}.device", "'cuda'", "'cpu'"),
+               dry_run=False)
     for stage in ("pretraining", "generation")
 }
 ARCHITECTURES = {

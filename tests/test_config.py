@@ -67,12 +67,47 @@ def test_a_field_the_workflow_owns_is_refused(field):
 @pytest.mark.parametrize("change, key, value", [
     (lambda c: c["grid"].update(algorithm=["sft", "dpo"]), "grid.algorithm[1]", "dpo"),
     (lambda c: c["scoring"].update(scorer="roberta"), "scoring.scorer", "roberta"),
-    (lambda c: c.update(task="safety"), "task", "safety"),
+    (lambda c: c.update(task="toxicity"), "task", "toxicity"),
     (lambda c: c.update(experiments=["rebound", "resistance"]), "experiments[1]", "resistance"),
 ])
 def test_a_switch_without_an_implementation_is_refused(change, key, value):
     message = _error(_with(change))
     assert f"{key} is {value!r}, which has no implementation; known:" in message
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c.update(task="imdb"), "task 'imdb' reads a hub dataset: set data.dataset"),
+    (lambda c: c["data"].update(dataset={"id": "stanfordnlp/imdb", "revision": "main",
+                                         "train_split": "train", "test_split": "test"}),
+     "data.dataset is set but task 'sentiment' reads data.source"),
+    (lambda c: c["scoring"].update(scorer="cost-model"), "scorer 'cost-model' needs scoring.model"),
+    (lambda c: c["scoring"].update(model={"id": "a/b", "revision": "main"}),
+     "scoring.model is set but scorer 'vader' has no model"),
+    (lambda c: c["invert"].update(gpus=2), "invert.gpus is 2 but invert.device is 'cpu'"),
+    (lambda c: c["models"].update(big={"source": "pretrained", "checkpoints": [
+        {"pretrain_tokens": 1, "id": "a/b", "path": "/x", "revision": "main"}]}),
+     "models.big.checkpoints[0] must name exactly one source"),
+    (lambda c: c["models"].update(big={"source": "pretrained", "checkpoints": [
+        {"pretrain_tokens": 1, "id": "a/b"}]}), "`id` needs one"),
+    (lambda c: c["models"].update(big={"source": "pretrained", "checkpoints": [
+        {"pretrain_tokens": 1, "path": "/nonexistent/model"}]}),
+     "models.big.checkpoints[0].path is '/nonexistent/model', which is not a model directory"),
+    (lambda c: (c["models"].update(big={"source": "pretrained", "checkpoints": [
+        {"pretrain_tokens": 1, "id": "a/b", "revision": "main"},
+        {"pretrain_tokens": 2, "id": "a/c", "revision": "main"}]}),
+        c["grid"]["size_axis"].update(model=["big"])),
+     "set grid.size_axis.pretrain_tokens to one of [1, 2]"),
+    (lambda c: (c["models"].update(big={"source": "pretrained", "checkpoints": [
+        {"pretrain_tokens": 1, "id": "a/b", "revision": "main"}]}),
+        c["grid"].update(pretraining_axis={"model": "big", "pretrain_tokens": [1, 5]})),
+     "grid.pretraining_axis.pretrain_tokens [5] are not checkpoints of the pretrained model"),
+    (lambda c: c["models"].update(big={"source": "pretrained", "checkpoints": [
+        {"pretrain_tokens": 1, "id": "../../etc", "revision": "main"}]}), "models.big"),
+    (lambda c: c["models"].update(big={"source": "pretrained", "hidden_size": 8}),
+     "hidden_size"),
+])
+def test_sources_that_do_not_fit_together_are_named(change, expected):
+    assert expected in _error(_with(change))
 
 
 def test_a_volume_larger_than_its_pool_names_the_pool_and_its_size():
@@ -133,12 +168,15 @@ def test_links_continue_the_next_smaller_volume_when_the_schedule_allows():
 
 
 @pytest.mark.parametrize("change, reason", [
-    (lambda s: s.update(lr_scheduler_type="linear"), "depends on the total number of steps"),
-    (lambda s: s.update(num_train_epochs=2), "num_train_epochs is 2, not 1"),
-    (lambda s: s.update(per_device_train_batch_size=16), "are not multiples of the batch"),
+    (lambda a: a["sft"].update(lr_scheduler_type="linear"),
+     "depends on the total number of steps"),
+    (lambda a: a["sft"].update(num_train_epochs=2), "num_train_epochs is 2, not 1"),
+    (lambda a: a["sft"].update(per_device_train_batch_size=16), "are not multiples of the batch"),
+    # Four GPUs take four batches of 20 a step: 200 is not a multiple of 80.
+    (lambda a: a.update(gpus=4, device="cuda"), "not multiples of the batch (80 examples"),
 ])
 def test_any_other_schedule_trains_every_cell_on_its_own(change, reason):
-    config = _with(lambda c: change(c["align"]["sft"]))
+    config = _with(lambda c: change(c["align"]))
     chained, why = chains.chaining(config, "align", "sft")
     assert not chained and reason in why
     cell = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 0, 1)

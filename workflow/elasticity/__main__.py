@@ -1,4 +1,5 @@
 """`python -m elasticity STEP --args JSON`: run one workflow step by hand, as a rule runs it.
+`python -m elasticity sweep ...`: a calibration sweep (see `python -m elasticity sweep --help`).
 
 Each job's log starts with the exact command line that reproduces it.
 """
@@ -14,6 +15,12 @@ from elasticity.runner import STEPS, run_here
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # The sweep has a command line of its own; every other first word is a step.
+    if argv[:1] == ["sweep"]:
+        from elasticity.sweep import main as sweep
+
+        return sweep(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m elasticity", description=__doc__)
     parser.add_argument("step", choices=sorted(STEPS))
     parser.add_argument("--args", required=True,

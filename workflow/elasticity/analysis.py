@@ -381,12 +381,13 @@ def _base_cells(cells: pd.DataFrame, model: str, tokens: int, algorithm: str) ->
 
 def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_claims: str,
             out_elasticity: str, out_theory: str, out_table: str, out_landing: str, *,
-            run_name: str, grid: dict[str, Any], interval: float,
-            resamples: int) -> dict[str, int]:
+            run_name: str, grid: dict[str, Any], size_bases: list[list],
+            pretraining_bases: list[list], interval: float, resamples: int) -> dict[str, int]:
     """Claims, elasticity scores and the theory check from the summary (one row per cell);
     `out_landing` is the report's landing page (what was run, the claims, where the figures
-    are). `grid` is the config's grid section."""
-    size_axis, pretraining_axis = grid["size_axis"], grid["pretraining_axis"]
+    are). `grid` is the config's grid section; size_bases and pretraining_bases the
+    (model, pretrain_tokens) of each axis (elasticity.grid; the pretraining axis may be
+    empty)."""
     per_example = tokens_per_example(tokenizer, positive_pool)
     cells = read_parquet(summary, SUMMARY_COLUMNS)
     params = read_parquet(bases, ["model", "pretrain_tokens", "parameters"])
@@ -411,17 +412,15 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
                 return curves(_base_cells(cells, model, tokens, algorithm), metric,
                               seeds[metric])
 
-            size = [(float(params.loc[(params["model"] == m)
-                                      & (params["pretrain_tokens"] == size_axis["pretrain_tokens"]),
-                                      "parameters"].iloc[0]),
-                     on(m, size_axis["pretrain_tokens"])) for m in size_axis["model"]]
+            size = [(float(params.loc[(params["model"] == m) & (params["pretrain_tokens"] == t),
+                                      "parameters"].iloc[0]), on(m, t)) for m, t in size_bases]
             claims.append(axis_claim(size, metric, "size: larger models lose more",
                                      "parameters", boot))
-            budget = [(float(t), on(pretraining_axis["model"], t))
-                      for t in pretraining_axis["pretrain_tokens"]]
-            claims.append(axis_claim(budget, metric,
-                                     "pretraining: more pretrained models lose more",
-                                     "pretraining tokens", boot))
+            if pretraining_bases:
+                budget = [(float(t), on(m, t)) for m, t in pretraining_bases]
+                claims.append(axis_claim(budget, metric,
+                                         "pretraining: more pretrained models lose more",
+                                         "pretraining tokens", boot))
     table = pd.DataFrame(claims, columns=CLAIMS_COLUMNS)
     write_parquet(table, out_claims, {"interval": interval, "resamples": resamples})
     write_parquet(pd.DataFrame(scores, columns=ELASTICITY_COLUMNS), out_elasticity,
@@ -432,8 +431,8 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
         tmp.write_text(claims_html(table, pd.DataFrame(scores, columns=ELASTICITY_COLUMNS),
                                    pd.DataFrame(theory, columns=THEORY_COLUMNS), interval))
     with atomic_path(out_landing) as tmp:
-        tmp.write_text(landing_rst(run_name, grid, table, pd.DataFrame(scores,
-                                                                   columns=ELASTICITY_COLUMNS),
+        tmp.write_text(landing_rst(run_name, grid, size_bases, pretraining_bases, table,
+                                   pd.DataFrame(scores, columns=ELASTICITY_COLUMNS),
                                    interval, {m: len(seeds[m]) for m in ANALYZED}))
     counts = table["verdict"].value_counts().to_dict()
     log.info("claims: %s", counts)
@@ -474,16 +473,18 @@ def _interval(row: pd.Series, low: str, high: str) -> str:
     return "" if pd.isna(row[low]) else f"[{row[low]:.3g}, {row[high]:.3g}]"
 
 
-def landing_rst(name: str, grid: dict[str, Any], claims: pd.DataFrame, scores: pd.DataFrame,
+def landing_rst(name: str, grid: dict[str, Any], size_bases: list[list],
+                pretraining_bases: list[list], claims: pd.DataFrame, scores: pd.DataFrame,
                 interval: float, seeds: dict[str, int]) -> str:
     """The report's landing page: what was run, the claims with verdicts, the ranking."""
-    size, budget = grid["size_axis"], grid["pretraining_axis"]
     title = f"elasticity: run ``{name}``"
+    budgets = (f"{pretraining_bases[0][0]} at "
+               f"{', '.join(f'{t:,}' for _, t in pretraining_bases)} tokens"
+               if pretraining_bases else "none")
     ran = [
-        f"- size axis: {', '.join(size['model'])} at {size['pretrain_tokens']:,} "
-        "pretraining tokens",
-        f"- pretraining axis: {budget['model']} at "
-        f"{', '.join(f'{t:,}' for t in budget['pretrain_tokens'])} tokens",
+        "- size axis: " + ", ".join(f"{m} at {t:,}" for m, t in size_bases)
+        + " pretraining tokens",
+        f"- pretraining axis: {budgets}",
         f"- algorithms: {', '.join(grid['algorithm'])}; P = "
         f"{', '.join(map(str, grid['positive']))}; N = {', '.join(map(str, grid['negative']))}",
         f"- seeds: {', '.join(f'{n} for {m}' for m, n in seeds.items())}; "

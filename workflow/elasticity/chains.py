@@ -45,19 +45,19 @@ def chaining(config: dict[str, Any], stage: str, algorithm: str) -> tuple[bool, 
     """Whether a stage's cells form training chains, and why (stated in the plan)."""
     # Asked once per training job while the DAG is built: decided once per distinct input.
     return _chaining(stage, algorithm, json.dumps(config[stage][algorithm], sort_keys=True),
-                     tuple(config["grid"][STAGES[stage]]))
+                     tuple(config["grid"][STAGES[stage]]), config[stage]["gpus"])
 
 
 @cache
-def _chaining(stage: str, algorithm: str, section_json: str,
-              volumes: tuple[int, ...]) -> tuple[bool, str]:
+def _chaining(stage: str, algorithm: str, section_json: str, volumes: tuple[int, ...],
+              gpus: int) -> tuple[bool, str]:
     """A link continues the previous one exactly only for one epoch, a schedule that does not
     depend on the total number of steps, and volumes that end on a batch boundary; otherwise
     every cell trains on its own from the start model.
     """
     section = with_class_defaults(algorithm, json.loads(section_json))
     volumes = [v for v in volumes if v > 0]
-    batch = effective_batch(section)
+    batch = effective_batch(section) * gpus  # each GPU takes its own batch every step
     reasons = []
     if float(section.get("num_train_epochs", 0)) != 1:
         reasons.append(f"num_train_epochs is {section.get('num_train_epochs')}, not 1")

@@ -24,9 +24,15 @@ from elasticity.trainer_config import (
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # What each name can be: the implementations that exist.
-TASKS = ("sentiment",)
+TASKS = ("sentiment", "imdb", "safety")
+# Tasks whose data is a hub dataset (`data.dataset`); `sentiment` reads VADER's sdist.
+HUB_TASKS = ("imdb", "safety")
+# Scorers that run without a model of their own; the others read `scoring.model` from the hub.
+SELF_CONTAINED_SCORERS = ("vader",)
 EXPERIMENTS = ("rebound",)
-STAGE_DEVICES = ("pretraining", "align", "invert", "generation", "likelihood")
+STAGE_DEVICES = ("pretraining", "align", "invert", "generation", "likelihood", "scoring")
+# Stages that may train on several GPUs (`gpus`); pretraining runs on one device.
+MULTI_GPU_STAGES = ("align", "invert")
 
 
 class ConfigError(ValueError):
@@ -90,6 +96,7 @@ def validate(config: dict[str, Any], *, check_devices: bool = True) -> None:
     if not problems:
         problems = [p for name, arch in config["models"].items()
                     if name in {m for m, _ in grid.bases(config)}
+                    and not grid.is_pretrained(config, name)
                     for p in _architecture(config, name, arch)]
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
@@ -114,10 +121,10 @@ def _implemented(config: dict[str, Any]) -> list[str]:
             problems.append(_unknown(f"grid.algorithm[{i}]", name, ALGORITHMS))
     for stage in grid.STAGES:
         for name, section in config[stage].items():
-            if name == "device":
+            if name in ("device", "gpus"):
                 continue
             if name not in ALGORITHMS or not isinstance(section, dict):
-                problems.append(f"{stage}.{name}: a stage section holds `device` and one "
+                problems.append(f"{stage}.{name}: a stage section holds `device`, `gpus` and one "
                                 f"trainer section per algorithm ({', '.join(ALGORITHMS)}), "
                                 f"whose keys are the trainer's own fields")
             else:
@@ -134,11 +141,14 @@ def _consistency(config: dict[str, Any]) -> list[str]:
     problems = []
     g, pools, models = config["grid"], config["data"]["pools"], config["models"]
     named = [(f"grid.size_axis.model[{i}]", m) for i, m in enumerate(g["size_axis"]["model"])]
-    named.append(("grid.pretraining_axis.model", g["pretraining_axis"]["model"]))
+    if g["pretraining_axis"] is not None:
+        named.append(("grid.pretraining_axis.model", g["pretraining_axis"]["model"]))
     for key, model in named:
         if model not in models:
             problems.append(f"{key} names '{model}' but 'models' has no such entry "
                             f"(known: {', '.join(sorted(models))})")
+    if not problems:
+        problems += _released(config) + _sources(config)
     for axis in ("positive", "negative"):
         largest = max(g[axis])
         if largest > pools[axis]:
@@ -158,9 +168,89 @@ def _consistency(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _released(config: dict[str, Any]) -> list[str]:
+    """Each pretrained model's checkpoints name one source each and distinct budgets, and the
+    axes take budgets a model has."""
+    problems = []
+    for name, model in config["models"].items():
+        if model["source"] != "pretrained":
+            continue
+        seen = set()
+        for i, entry in enumerate(model["checkpoints"]):
+            key = f"models.{name}.checkpoints[{i}]"
+            given = [k for k in ("id", "path", "gguf") if k in entry]
+            if len(given) != 1:
+                problems.append(f"{key} must name exactly one source: `id` (a hub repository, "
+                                f"with `revision`), `path` (a local model directory) or `gguf` "
+                                f"(a wheel's GGUF file); it has {given or 'none'}")
+            elif ("revision" in entry) != (given == ["id"]):
+                problems.append(f"{key}: `revision` goes with `id`, and `id` needs one (a "
+                                f"commit, branch or tag of the hub repository)")
+            elif given == ["path"] and not (Path(entry["path"]) / "config.json").is_file():
+                problems.append(f"{key}.path is {entry['path']!r}, which is not a model "
+                                f"directory (no config.json there)")
+            if entry["pretrain_tokens"] in seen:
+                problems.append(f"{key}.pretrain_tokens {entry['pretrain_tokens']} is listed "
+                                f"twice for models.{name}")
+            seen.add(entry["pretrain_tokens"])
+    g = config["grid"]
+    for model, tokens in grid.size_bases(config):
+        if grid.is_pretrained(config, model) and not _has_release(config, model, tokens):
+            problems.append(f"grid.size_axis.model lists the pretrained model '{model}', whose "
+                            f"several checkpoints leave its place on the size axis open: set "
+                            f"grid.size_axis.pretrain_tokens to one of "
+                            f"{_released_tokens(config, model)}")
+    axis = g["pretraining_axis"]
+    if axis is not None and grid.is_pretrained(config, axis["model"]):
+        missing = [t for t in axis["pretrain_tokens"]
+                   if not _has_release(config, axis["model"], t)]
+        if missing:
+            problems.append(f"grid.pretraining_axis.pretrain_tokens {missing} are not "
+                            f"checkpoints of the pretrained model '{axis['model']}' "
+                            f"(models.{axis['model']}.checkpoints has "
+                            f"{_released_tokens(config, axis['model'])})")
+    return problems
+
+
+def _released_tokens(config: dict[str, Any], model: str) -> list[int]:
+    return [c["pretrain_tokens"] for c in config["models"][model]["checkpoints"]]
+
+
+def _has_release(config: dict[str, Any], model: str, tokens: int) -> bool:
+    return tokens in _released_tokens(config, model)
+
+
+def _sources(config: dict[str, Any]) -> list[str]:
+    """The task's data source, the scorer's model and the GPU counts fit together."""
+    problems = []
+    task, dataset = config["task"], config["data"]["dataset"]
+    if task in HUB_TASKS and dataset is None:
+        problems.append(f"task {task!r} reads a hub dataset: set data.dataset to its {{id, "
+                        f"revision, config, train_split, test_split}} (README \"Tasks\")")
+    if task not in HUB_TASKS and dataset is not None:
+        problems.append(f"data.dataset is set but task {task!r} reads data.source (VADER's "
+                        f"sdist): set data.dataset to null, or the task to one of "
+                        f"{', '.join(HUB_TASKS)}")
+    scoring = config["scoring"]
+    if scoring["scorer"] in SELF_CONTAINED_SCORERS and scoring["model"] is not None:
+        problems.append(f"scoring.model is set but scorer {scoring['scorer']!r} has no model: "
+                        f"set scoring.model to null")
+    if scoring["scorer"] not in SELF_CONTAINED_SCORERS and scoring["model"] is None:
+        problems.append(f"scorer {scoring['scorer']!r} needs scoring.model: {{id, revision}} of "
+                        f"its hub repository (README \"Scorers\")")
+    for stage in MULTI_GPU_STAGES:
+        if config[stage]["gpus"] > 1 and config[stage]["device"] != "cuda":
+            problems.append(f"{stage}.gpus is {config[stage]['gpus']} but {stage}.device is "
+                            f"{config[stage]['device']!r}: several GPUs need device 'cuda'")
+    return problems
+
+
 def _capacity(config: dict[str, Any]) -> list[str]:
     """Pools and held-out sets the pinned source can fill, known before the download; and a
-    cached download that is not the pinned file."""
+    cached download that is not the pinned file. (A hub dataset's counts are checked by its
+    preparation step, the first job, before any training.)"""
+    if config["task"] in HUB_TASKS:
+        return []
     d, source = config["data"], config["data"]["source"]
     problems = []
     cached = Path(sdist_path(config))
@@ -186,6 +276,8 @@ def _budgets(config: dict[str, Any]) -> list[str]:
     problems = []
     by_model: dict[str, dict[int, int]] = {}
     for model, tokens in grid.checkpoints(config):
+        if grid.is_pretrained(config, model):
+            continue
         steps = math.ceil(tokens / per_step)
         other = by_model.setdefault(model, {}).setdefault(steps, tokens)
         if other != tokens:
@@ -194,6 +286,14 @@ def _budgets(config: dict[str, Any]) -> list[str]:
                             f"optimizer steps of {per_step} tokens: use budgets at least one "
                             f"step apart")
     return problems
+
+
+def check_devices(config: dict[str, Any]) -> None:
+    """Raise ConfigError unless this machine has every device the config's stages ask for (a
+    run whose jobs run here)."""
+    problems = _devices(config)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 
 
 def _devices(config: dict[str, Any]) -> list[str]:
@@ -245,8 +345,8 @@ def _architecture(config: dict[str, Any], name: str, arch: dict[str, Any]) -> li
 def model_architecture(config: dict[str, Any], name: str) -> dict[str, Any]:
     """The LlamaConfig fields of a model: the config's, plus a context of twice the
     pretraining sequence length and tied embeddings."""
-    return dict(config["models"][name],
-                max_position_embeddings=2 * config["pretraining"]["seq_len"],
+    fields = {k: v for k, v in config["models"][name].items() if k != "source"}
+    return dict(fields, max_position_embeddings=2 * config["pretraining"]["seq_len"],
                 tie_word_embeddings=True)
 
 

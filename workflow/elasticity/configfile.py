@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_yaml(ns.default)
         for path in ns.overrides:
             config = merge(config, load_yaml(path))
-        cfg.validate(config)
+        # Devices are checked when a run starts on this machine (a GPU config can be planned
+        # anywhere).
+        cfg.validate(config, check_devices=False)
     except (ConfigFileError, cfg.ConfigError, OSError) as err:
         print(err, file=sys.stderr)
         return 1

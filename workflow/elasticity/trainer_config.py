@@ -49,6 +49,7 @@ OWNED = {
     "save_only_model": "chain links continue the previous link's optimizer state",
     "dataset_text_field": "the pools' text column is the workflow's",
     "packing": "a chain link is a run of whole examples; packing would cut across links",
+    "deepspeed": "set by the stage's gpus (> 1: resources/deepspeed/zero3.json)",
     "push_to_hub": "results stay on disk; nothing is uploaded",
     "hub_model_id": "results stay on disk; nothing is uploaded",
     "hub_strategy": "results stay on disk; nothing is uploaded",

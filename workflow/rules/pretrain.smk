@@ -1,5 +1,6 @@
-# Stage: the base models. A BPE tokenizer, then each model pretrained from scratch; a model's
-# budgets form a chain (each checkpoint continues the previous one, as TinyLlama's slices do).
+# Stage: the scratch base models (`source: scratch`). A BPE tokenizer, then each model
+# pretrained from scratch; a model's budgets form a chain (each checkpoint continues the
+# previous one, as TinyLlama's slices do). Released checkpoints come through hub.smk.
 
 
 rule tokenizer:
@@ -24,6 +25,8 @@ rule pretrain:
         previous=previous_checkpoint,
     output:
         directory(BASE_MODEL),
+    wildcard_constraints:
+        model=names_regex(m for m in config["models"] if not grid.is_pretrained(config, m)),
     params:
         architecture=lambda w: cfg.model_architecture(config, w.model),
         tokens=lambda w: int(w.pretrain_tokens),

@@ -13,8 +13,11 @@ localrules:
 # The metrics the Fig. 4-6 analogs are drawn for (summary columns).
 FIGURE_METRICS = ["positive_rate", "margin"]
 FIGURE = f"{OUT}/figures/{{metric}}/{{figure}}.png"
+# Fig. 6 needs a pretraining axis (`grid.pretraining_axis` may be null).
+AXIS_FIGURES = ["fig4_rebound", "fig5_size"] + (
+    ["fig6_pretraining"] if grid.pretraining_bases(config) else [])
 REBOUND_FIGURES = [FIGURE.format(metric=m, figure=f) for m in FIGURE_METRICS
-                   for f in ("fig4_rebound", "fig5_size", "fig6_pretraining")]
+                   for f in AXIS_FIGURES]
 COMPRESSION_FIGURE = f"{OUT}/figures/compression.png"
 CLAIMS = f"{OUT}/claims.parquet"
 CLAIMS_TABLE = f"{OUT}/claims.html"
@@ -58,14 +61,13 @@ rule plot_size:
                category="Rebound", subcategory="{metric}"),
     params:
         task=config["task"],
-        axis=config["grid"]["size_axis"],
+        bases=[dict(model=m, pretrain_tokens=t) for m, t in grid.size_bases(config)],
         interval=config["rebound"]["interval"],
         code=CODE["plot_axis"],
     log:
         f"{LOGS}/rebound/fig5_size_{{metric}}.log",
     run:
-        bases = [dict(model=m, pretrain_tokens=params.axis["pretrain_tokens"])
-                 for m in params.axis["model"]]
+        bases = params.bases
         step("plot_axis", log, summary=input.summary, split_scores=input.split_scores,
              out=output[0], task=params.task, metric=wildcards.metric, hue="model", bases=bases,
              title="Rebound by model size", interval=params.interval)
@@ -81,14 +83,13 @@ rule plot_pretraining:
                subcategory="{metric}"),
     params:
         task=config["task"],
-        axis=config["grid"]["pretraining_axis"],
+        bases=[dict(model=m, pretrain_tokens=t) for m, t in grid.pretraining_bases(config)],
         interval=config["rebound"]["interval"],
         code=CODE["plot_axis"],
     log:
         f"{LOGS}/rebound/fig6_pretraining_{{metric}}.log",
     run:
-        bases = [dict(model=params.axis["model"], pretrain_tokens=t)
-                 for t in params.axis["pretrain_tokens"]]
+        bases = params.bases
         step("plot_axis", log, summary=input.summary, split_scores=input.split_scores,
              out=output[0], task=params.task, metric=wildcards.metric, hue="pretrain_tokens", bases=bases,
              title="Rebound by pretraining volume", interval=params.interval)
@@ -123,17 +124,15 @@ rule analyze:
         table=report(CLAIMS_TABLE, caption="../report/claims.rst", category="Claims"),
         landing=LANDING,
     params:
-        name=config["name"],
-        grid=config["grid"],
-        interval=config["rebound"]["interval"],
-        resamples=config["rebound"]["resamples"],
+        settings=dict(run_name=config["name"], grid=config["grid"],
+                      size_bases=[list(b) for b in grid.size_bases(config)],
+                      pretraining_bases=[list(b) for b in grid.pretraining_bases(config)],
+                      interval=config["rebound"]["interval"],
+                      resamples=config["rebound"]["resamples"]),
         code=CODE["analyze"],
     log:
         f"{LOGS}/rebound/analyze.log",
     run:
         step("analyze", log, summary=input.summary, bases=input.bases,
              tokenizer=input.tokenizer, positive_pool=input.positive,
-             out_claims=output.claims, out_elasticity=output.elasticity,
-             out_theory=output.theory, out_table=output.table, out_landing=output.landing,
-             run_name=params.name, grid=params.grid, interval=params.interval,
-             resamples=params.resamples)
+             **{f"out_{name}": path for name, path in output.items()}, **params.settings)
