@@ -25,7 +25,13 @@ from huggingface_hub import (
     try_to_load_from_cache,
 )
 
-from elasticity.hub import MissingFromHubCache, local_snapshot, prefetch
+from elasticity.hub import (
+    DamagedHubFile,
+    MissingFromHubCache,
+    local_snapshot,
+    prefetch,
+    verify_snapshot,
+)
 
 from .hubcache import (
     etag,
@@ -431,3 +437,24 @@ def test_compute_steps_run_with_the_hubs_offline(tmp_path):
 
     assert set(runner.NETWORK_STEPS) == {"prefetch", "fetch_source", "fetch_wheel"}
     assert set(runner.NETWORK_STEPS) <= set(runner.STEPS)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json"])
+def test_a_tampered_cached_file_is_refused_naming_it(monkeypatch, tmp_path, name):
+    """A cached blob whose content no longer hashes to its name (an LFS file's sha256, a small
+    file's git sha1) is refused by the prefetch that would record it, and no manifest is
+    written; an untouched snapshot passes."""
+    cache = tmp_path / "cache"
+    commit = put_in_cache(cache, "org/name", MODEL_FILES)
+    snapshot = local_snapshot("org/name", "main", str(cache))
+    verify_snapshot(snapshot)
+    blob = (snapshot / name).resolve()
+    blob.write_bytes(blob.read_bytes()[:-1] + b"?")
+    _at(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    out = tmp_path / "m.json"
+    with pytest.raises(DamagedHubFile) as caught:
+        prefetch(str(out), repo_type="model", repo_id="org/name", revision="main",
+                 cache=str(cache))
+    message = str(caught.value)
+    assert str(snapshot / name) in message and blob.name in message and "prefetch" in message
+    assert commit in message and not out.exists()

@@ -25,7 +25,7 @@ from transformers import (
 )
 
 from elasticity.data import sha256_of
-from elasticity.hub import MissingFromHubCache
+from elasticity.hub import DamagedHubFile, MissingFromHubCache
 from elasticity.models import load_model, load_tokenizer, parameter_count, parameters_from_config
 from elasticity.pretrained import convert_gguf, fetch_base, fetch_wheel
 from tests.hubcache import put_in_cache
@@ -103,6 +103,23 @@ def test_local_directory_becomes_a_base(model_dir, tok, tmp_path):
     # A local directory may be rewritten in place later: the base holds its own copy.
     weights = "model.safetensors"
     assert (out / weights).stat().st_ino != (model_dir / weights).stat().st_ino
+
+
+def test_a_tampered_cached_weight_file_is_refused_before_anything_is_written(model_dir,
+                                                                             tmp_path):
+    cache = tmp_path / "hub"
+    commit = put_in_cache(cache, "org/tiny-llama", model_dir)
+    weights = cache / "models--org--tiny-llama" / "snapshots" / commit / "model.safetensors"
+    blob = weights.resolve()
+    data = bytearray(blob.read_bytes())
+    data[-1] ^= 1  # one flipped bit: safetensors would load it without a word
+    blob.write_bytes(bytes(data))
+    out = tmp_path / "pt1000"
+    with pytest.raises(DamagedHubFile, match="model.safetensors"):
+        fetch_base(str(out), model_name="tiny", pretrain_tokens=1000,
+                   checkpoint=checkpoint_of(id="org/tiny-llama", revision="main"),
+                   cache=str(cache))
+    assert not out.exists()
 
 
 def test_hub_snapshot_becomes_a_base_sharing_the_cache_blobs(model_dir, tok, tmp_path):

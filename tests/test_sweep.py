@@ -43,7 +43,7 @@ def world(tmp_path, monkeypatch) -> Path:
 def built(world, small_splits, base_dir) -> Path:
     """The world with what an `align` sweep reads: the splits and the base model."""
     for split in SPLITS:
-        target = world / RESULTS / sweep.SPLIT.format(split=split)
+        target = world / RESULTS / grid.SPLIT.format(split=split)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(small_splits / f"{split}.parquet", target)
     base = grid.Cell("sentiment", "tiny-a", TOKENS, grid.BASE, 0, 0, 0).model_path()
@@ -104,7 +104,7 @@ def test_missing_results_name_the_snakemake_targets(world, capsys):
     assert command.startswith("snakemake --profile profiles/local --configfile my.yaml ")
     targets = command.split()[5:]
     assert str(RESULTS / aligned) in targets
-    assert str(RESULTS / sweep.SPLIT.format(split="negative")) in targets
+    assert str(RESULTS / grid.SPLIT.format(split="negative")) in targets
     assert len(targets) == 1 + len({"negative", "prompts", *COMPRESSION_SETS.values()})
 
 

@@ -24,7 +24,7 @@ IMDB = "stanfordnlp/imdb"
 PKU = "PKU-Alignment/PKU-SafeRLHF"
 BEAVERTAILS = "PKU-Alignment/BeaverTails"
 SETTINGS = dict(split_seed=0, pools={"positive": 8, "negative": 6}, heldout=3, eval_prompts=5,
-                prompt_words=[2, 8], pretrain_eval=2, polarity_threshold=1.5)
+                prompt_words=[2, 8], pretrain_eval=2)
 
 # stanfordnlp/imdb's README front matter (its dataset_info abridged to the features).
 IMDB_FEATURES_YAML = """dataset_info:

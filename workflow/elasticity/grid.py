@@ -16,7 +16,8 @@ from typing import Any
 # The algorithm of a base-model cell, which is neither aligned nor inverted.
 BASE = "none"
 
-# Path templates relative to results/<name>/; placeholders are Cell fields.
+# Path templates relative to results/<name>/; placeholders are Cell fields (and the split).
+SPLIT = "data/{split}.parquet"
 BASE_MODEL = "models/base/{model}/pt{pretrain_tokens}"
 ALIGNED_MODEL = ("models/{task}/{algorithm}/{model}/pt{pretrain_tokens}/pos{positive}/"
                  "seed{seed}/aligned")

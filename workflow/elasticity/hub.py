@@ -9,6 +9,7 @@ is how every other step finds a snapshot, without the network.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import logging
 import os
 import re
@@ -145,6 +146,7 @@ def prefetch(out: str, *, repo_type: str, repo_id: str, revision: str, cache: st
     files = sorted(p.relative_to(snapshot).as_posix()
                    for p in snapshot.rglob("*") if p.is_file())
     _check_usable(files, repo_type, f"{repo_type} {repo_id}@{revision} ({snapshot})")
+    verify_snapshot(snapshot)
     manifest = {
         "repo_type": repo_type,
         "id": repo_id,
@@ -159,6 +161,38 @@ def prefetch(out: str, *, repo_type: str, repo_id: str, revision: str, cache: st
     log.info("%s %s@%s: commit %s, %d files", repo_type, repo_id, revision, snapshot.name,
              len(files))
     return manifest
+
+
+class DamagedHubFile(ValueError):
+    """A file in the hub cache whose content is not what the hub served."""
+
+
+# A blob's name is the file's ETag: the sha256 of its content for a Git LFS file (weights,
+# parquet), the git blob sha1 for a small file (config.json, the README).
+_SHA256, _GIT_SHA1 = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9a-f]{40}")
+
+
+def verify_snapshot(snapshot: Path) -> None:
+    """Check every file of a snapshot against the hash its blob is named after, so a cached
+    download that was cut short, rotted or edited is refused before a job reads it. Raises
+    DamagedHubFile naming the file, both hashes and how to fetch it again."""
+    for link in sorted(p for p in Path(snapshot).rglob("*") if p.is_file()):
+        blob = link.resolve()
+        if _SHA256.fullmatch(blob.name):
+            digest = hashlib.sha256()
+        elif _GIT_SHA1.fullmatch(blob.name):
+            digest = hashlib.sha1(b"blob %d\0" % blob.stat().st_size)
+        else:
+            continue  # not a hub blob (a snapshot written by other means): nothing to check
+        with open(blob, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        if digest.hexdigest() != blob.name:
+            raise DamagedHubFile(
+                f"{link}: its content hashes to {digest.hexdigest()}, but the hub served "
+                f"{blob.name}; the cached download is damaged. Delete {blob} and {link}, then "
+                f"fetch it again with `snakemake prefetch --configfile <your config>` (or "
+                f"`make prefetch CONFIG=<your config>`) where the hub is reachable.")
 
 
 def _complete_snapshot(repo_id: str, revision: str, cache: str, repo_type: str) -> Path | None:

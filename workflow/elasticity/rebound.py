@@ -36,8 +36,17 @@ def _setup():
     return sns
 
 
+def tokens_label(tokens: float) -> str:
+    """A pretraining volume as people write it (200k, 1.6M, 105B, 3T); 0, a released model whose
+    volume is not published, as '?'."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if tokens >= scale:
+            return f"{tokens / scale:.3g}{unit}"
+    return f"{tokens:g}" if tokens else "?"
+
+
 def _base_label(frame: pd.DataFrame) -> pd.Series:
-    return frame["model"] + " @ " + (frame["pretrain_tokens"] / 1e6).map("{:g}M tok".format)
+    return frame["model"] + " @ " + frame["pretrain_tokens"].map(tokens_label) + " tok"
 
 
 def _save(grid, out: str, title: str) -> None:
@@ -102,7 +111,7 @@ def by_axis(summary: str, split_scores: str, out: str, *, task: str, metric: str
         cells["line"] = cells["model"] + " (" + (cells["model_parameters"] / 1e6).map(
             "{:.2f}M params".format) + ")"
     else:
-        cells["line"] = (cells["pretrain_tokens"] / 1e6).map("{:g}M tokens".format)
+        cells["line"] = cells["pretrain_tokens"].map(tokens_label) + " tokens"
     aligned = cells[cells["algorithm"] != BASE]
     grid = sns.relplot(data=aligned, x="negative", y=metric, hue="line",
                        col="positive", kind="line", marker="o", errorbar=("ci", interval),

@@ -46,8 +46,6 @@ from elasticity.trainer_config import section_problems
 log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
-# The workflow's split files under results/<name>/ (workflow/rules/common.smk: SPLIT).
-SPLIT = "data/{split}.parquet"
 # The trainer the sweep runs: elasticity.finetuning's SFT, configured by `<stage>.sft`.
 ALGORITHM = "sft"
 # The way each stage moves the preference margin: alignment towards positive text, inverse
@@ -245,7 +243,7 @@ def plan(config: dict[str, Any], *, stage: str, model: str, pretrain_tokens: int
         volume = max(config["grid"][axis])
     root = Path("results") / config["name"]
     start = _start_cell(config, stage, model, tokens)
-    split_files = {split: SPLIT.format(split=split)
+    split_files = {split: grid.SPLIT.format(split=split)
                    for split in (axis, "prompts", *COMPRESSION_SETS.values())}
     needed = [*split_files.values(), start.model_path()]
     problem = missing_inputs(root, needed, configfile)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from elasticity.data import PROMPT_COLUMNS, PROMPTED, SPLIT_COLUMNS, SPLITS, add_prompts
-from elasticity.hub import local_snapshot
+from elasticity.hub import local_snapshot, verify_snapshot
 from elasticity.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,13 @@ def prepare_imdb(
     eval_prompts: int,
     prompt_words: list[int],
     pretrain_eval: int,
-    polarity_threshold: float | None = None,
 ) -> None:
     """Step `prepare_imdb`: the IMDb reviews of source["train_split"] form the pools (label 1
     positive, 0 negative), their held-out sets and the pretraining text; prompts are the first
     prompt_words words of source["test_split"] reviews.
 
-    The keyword arguments are the config's `data` section and hub.cache; polarity_threshold
-    belongs to the sentiment task (IMDb's labels are binary) and is ignored."""
+    The keyword arguments are the config's `data` section (without the sentiment task's
+    polarity_threshold: IMDb's labels are binary) and hub.cache."""
     _prepare(out_dir, cache=cache, source=source, examples=_imdb_examples, group="review text",
              prompts=lambda frame, rng: add_prompts(frame, rng, tuple(prompt_words)),
              split_seed=split_seed, pools=pools, heldout=heldout, eval_prompts=eval_prompts,
@@ -78,15 +77,15 @@ def prepare_safety(
     eval_prompts: int,
     prompt_words: list[int],
     pretrain_eval: int,
-    polarity_threshold: float | None = None,
 ) -> None:
     """Step `prepare_safety`: each (prompt, response) of source["train_split"] is an example,
     safe ones in the positive pool, unsafe ones in the negative; the held-out sets use prompts
     the pools do not; eval prompts are distinct prompts of source["test_split"], none of which
     appears in any training split. Text and prompt follow SAFETY_TEMPLATE.
 
-    The keyword arguments are the config's `data` section and hub.cache; prompt_words and
-    polarity_threshold belong to the review tasks (a safety prompt is the whole user turn)."""
+    The keyword arguments are the config's `data` section (without the sentiment task's
+    polarity_threshold) and hub.cache; prompt_words belongs to the review tasks (a safety
+    prompt is the whole user turn)."""
     _prepare(out_dir, cache=cache, source=source, examples=_safety_examples,
              group="user prompt", prompts=_count_prompt_words, split_seed=split_seed, pools=pools,
              heldout=heldout, eval_prompts=eval_prompts, prompt_words=prompt_words,
@@ -99,6 +98,7 @@ def _prepare(out_dir: str, *, cache: str, source: dict[str, Any],
              split_seed: int, pools: dict[str, int], heldout: int, eval_prompts: int,
              prompt_words: list[int], pretrain_eval: int) -> None:
     snapshot = local_snapshot(source["id"], source["revision"], cache, "dataset")
+    verify_snapshot(snapshot)
     loaded = _load_splits(snapshot, source)
     made, empty = {}, {}
     for key, (frame, where) in loaded.items():

@@ -29,7 +29,8 @@ if config["task"] in cfg.HUB_TASKS:
             summary=f"{OUT}/data/summary.json",
         params:
             task=config["task"],
-            data={k: v for k, v in config["data"].items() if k not in ("source", "dataset")},
+            data={k: v for k, v in config["data"].items()
+                  if k not in ("source", "dataset", "polarity_threshold")},
             dataset=config["data"]["dataset"],
             cache=HUB_CACHE,
             out_dir=lambda w, output: os.path.dirname(output.summary),
