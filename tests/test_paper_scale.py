@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -127,3 +128,29 @@ def test_every_paper_config_plans_here_without_the_hub(path, tmp_path):
         assert f"{repo['repo_type']}/{repo['repo_id']}/{repo['revision']}.json" in plan
     assert "<TBD>" in plan
     assert not (tmp_path / "results").exists()
+
+
+def test_prefetch_of_a_gpu_config_runs_on_a_machine_without_one(hubworld, tmp_path):
+    """A login node has no GPU: `snakemake prefetch` of a config whose stages run on cuda checks
+    no device (only the stages a run runs here are checked), records every repository, and a run
+    of a GPU stage here is still refused before any job."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    work, config = hubworld
+    gpu = tmp_path / "gpu.yaml"
+    cuda = {"device": "cuda"}
+    gpu.write_text(yaml.safe_dump(merge(load_yaml(config), {
+        "align": cuda, "invert": cuda, "generation": cuda, "likelihood": cuda,
+        "scoring": cuda})))
+    other = tmp_path / "login"
+    shutil.copytree(work / "downloads", other / "downloads")
+    snakemake(other, "prefetch", config=gpu)
+    merged = merge(DEFAULT_CONFIG, load_yaml(gpu))
+    for repo in grid.hub_repositories(merged):
+        assert (other / "results/hubworld/hub" / repo["repo_type"] / repo["repo_id"]
+                / f"{repo['revision']}.json").exists()
+    done = snakemake(other, "all", config=gpu, check=False)
+    assert done.returncode != 0 and "align.device is 'cuda'" in done.stdout + done.stderr
+    assert not (other / "results/hubworld/models/base").exists()

@@ -8,6 +8,7 @@ and the machine can honour (pool sizes, budgets, devices, model architectures).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -288,16 +289,16 @@ def _budgets(config: dict[str, Any]) -> list[str]:
     return problems
 
 
-def check_devices(config: dict[str, Any]) -> None:
-    """Raise ConfigError unless this machine has every device the config's stages ask for (a
-    run whose jobs run here)."""
-    problems = _devices(config)
+def check_devices(config: dict[str, Any], stages: Iterable[str] = STAGE_DEVICES) -> None:
+    """Raise ConfigError unless this machine has every device the config's `stages` ask for
+    (the stages of a run whose jobs run here)."""
+    problems = _devices(config, stages)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
 
 
-def _devices(config: dict[str, Any]) -> list[str]:
-    wanted = [s for s in STAGE_DEVICES if config[s]["device"] == "cuda"]
+def _devices(config: dict[str, Any], stages: Iterable[str] = STAGE_DEVICES) -> list[str]:
+    wanted = [s for s in STAGE_DEVICES if s in stages and config[s]["device"] == "cuda"]
     why = _no_cuda_reason() if wanted else None
     return [f"{s}.device is 'cuda' but {why} on this machine, which runs the jobs (set it to "
             f"'cpu', or run on a cluster profile whose jobs get a GPU)" for s in wanted if why]

@@ -46,11 +46,13 @@ config.update(_merged)
 cfg.validate(config, check_devices=False)
 
 
-# The machine's devices are checked when a run starts that runs its jobs here: a plan (a dry
-# run, a DAG picture) of a GPU config works anywhere, and on a cluster each job asks for its GPU.
+# The machine's devices are checked when a run starts that runs its jobs here, for the stages
+# it runs: a plan (a dry run, a DAG picture) of a GPU config works anywhere, so does `prefetch`
+# on a login node, and on a cluster each job asks for its GPU.
 onstart:
     if workflow.local_exec:
-        cfg.check_devices(config)
+        running = {job.rule.name for job in workflow.dag.needrun_jobs()}
+        cfg.check_devices(config, {device_section(rule) for rule in running} - {None})
 
 
 if MAIN:
@@ -116,6 +118,14 @@ def likelihood_models(w) -> dict[str, str]:
     """The model a cell evaluates and the base it started from (KL to θ₀)."""
     cell = cell_of(w)
     return {"model": at(cell.model_path()), "base": at(cell.base().model_path())}
+
+
+def device_section(rule: str) -> str | None:
+    """The config section whose `device` a rule's jobs run on (None: no model, the CPU)."""
+    if rule.startswith(("align_", "invert_")):
+        return rule.split("_")[0]
+    return {"pretrain": "pretraining", "generate": "generation", "likelihood": "likelihood",
+            "score": "scoring", "score_splits": "scoring"}.get(rule)
 
 
 def names_regex(names) -> str:
