@@ -240,6 +240,26 @@ def test_parameters_from_config_counts_what_the_model_class_builds(model_dir, tm
     assert parameters_from_config(tmp_path / "gpt2") > before
 
 
+@pytest.mark.parametrize("shard", [None, "20KB"])
+def test_parameters_of_saved_weights_come_from_their_headers(tok, tmp_path, shard):
+    """A directory with safetensors weights is counted from their headers (no torch import in
+    the scheduling process): the same number as the model class, tied weights once, shards
+    added up."""
+    import sys
+
+    model = tiny_llama(tok, tied=True)
+    model.save_pretrained(tmp_path, **({"max_shard_size": shard} if shard else {}))
+    assert (tmp_path / "model.safetensors.index.json").exists() == bool(shard)
+    assert parameters_from_config(tmp_path) == parameter_count(model)
+    code = (f"from elasticity.models import parameters_from_config; import sys; "
+            f"parameters_from_config({str(tmp_path)!r}); print('torch' in sys.modules)")
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False"
+
+
 def test_parameters_from_config_counts_a_scorers_own_class(tmp_path):
     """A scorer's checkpoint (the resources of a score job): a sequence classifier counts as
     itself, an encoder without a causal LM as its bare model."""

@@ -105,6 +105,10 @@ def parameters_from_config(model_dir: str | os.PathLike) -> int:
     transformers has it, else the causal LM of its model type, else the bare model (a scorer's
     checkpoint may be any of these).
 
+    Where the directory holds safetensors weights, their headers give the same count without
+    importing torch and transformers (seconds in the Snakemake process, which asks this for
+    every job it schedules).
+
     A missing config.json raises FileNotFoundError whose `filename` is `model_dir` itself: the
     scheduling code asks before the base exists, and Snakemake takes that for "not yet known"."""
     path = Path(model_dir) / "config.json"
@@ -113,7 +117,29 @@ def parameters_from_config(model_dir: str | os.PathLike) -> int:
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, "no config.json in model directory",
                                 os.fspath(model_dir)) from None
-    return _parameters_of(text)
+    counted = _safetensors_parameters(Path(model_dir))
+    return counted if counted is not None else _parameters_of(text)
+
+
+def _safetensors_parameters(model_dir: Path) -> int | None:
+    """The number of weights the directory's safetensors files hold (save_pretrained stores a
+    tied weight once), from their headers alone; None without safetensors weights."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (model_dir / "model.safetensors").is_file():
+        shards = ["model.safetensors"]
+    else:
+        return None
+    total = 0
+    for shard in shards:
+        with open(model_dir / shard, "rb") as fh:
+            # The format: an 8-byte little-endian header length, then a JSON header of shapes.
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        for name, tensor in header.items():
+            if name != "__metadata__":
+                total += functools.reduce(lambda a, b: a * b, tensor["shape"], 1)
+    return total
 
 
 @functools.cache
