@@ -19,6 +19,10 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/likelihood.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/rebound.smk"
+include: "workflow/rules/algorithms.smk"
+include: "workflow/rules/reverse.smk"
+include: "workflow/rules/kl_table.smk"
+include: "workflow/rules/resistance.smk"
 
 
 # The report opens on the analysis's landing page (what was run, the claims) once it exists.

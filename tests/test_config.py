@@ -65,10 +65,12 @@ def test_a_field_the_workflow_owns_is_refused(field):
 
 
 @pytest.mark.parametrize("change, key, value", [
-    (lambda c: c["grid"].update(algorithm=["sft", "dpo"]), "grid.algorithm[1]", "dpo"),
+    (lambda c: c["grid"].update(algorithm=["sft", "ppo"]), "grid.algorithm[1]", "ppo"),
+    (lambda c: c["algorithms"].update(algorithm=["dpo", "orpo"]), "algorithms.algorithm[1]",
+     "orpo"),
     (lambda c: c["scoring"].update(scorer="roberta"), "scoring.scorer", "roberta"),
     (lambda c: c.update(task="toxicity"), "task", "toxicity"),
-    (lambda c: c.update(experiments=["rebound", "resistance"]), "experiments[1]", "resistance"),
+    (lambda c: c.update(experiments=["rebound", "theory"]), "experiments[1]", "theory"),
 ])
 def test_a_switch_without_an_implementation_is_refused(change, key, value):
     message = _error(_with(change))
@@ -126,6 +128,7 @@ def test_sampled_cells_with_no_value_in_the_grid_are_refused_naming_both_keys():
 def test_sampled_values_the_grid_lacks_are_ignored():
     config = _with(lambda c: c["grid"].update(seed=[0, 1]))
     config["generation"]["cells"] = {"seed": [1, 2, 17]}
+    config["experiments"] = ["rebound"]
     cfg.validate(config)
     assert {c.seed for c in grid.cells(config) if grid.sampled(config, c)} == {1}
 
@@ -151,10 +154,57 @@ def test_the_grid_derives_bases_chains_and_cells():
         (m, t) for m in ("micro-l", "micro-m", "micro-s") for t in (200000, 600000, 1600000)]
     assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 200000
     assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 200000) is None
-    cells = grid.cells(DEFAULT_CONFIG)
+    cells = grid.experiment_cells(DEFAULT_CONFIG, "rebound")
     g = DEFAULT_CONFIG["grid"]
     assert len(cells) == len(set(cells)) == 5 * len(g["seed"]) * (
         1 + len(g["positive"]) * len(g["negative"]))
+
+
+def test_cells_are_stored_once_across_experiments():
+    every = grid.cells(DEFAULT_CONFIG)
+    assert len(every) == len(set(every))
+    parts = [set(grid.experiment_cells(DEFAULT_CONFIG, name)) for name in grid.GRID_EXPERIMENTS]
+    assert set(every) == set.union(*parts)
+    # The aligned model is every algorithm's N = 0 cell: stored once, as SFT.
+    algorithms = parts[1]
+    assert {c.algorithm for c in algorithms if not c.is_base and c.negative == 0} == {"sft"}
+    assert {c.algorithm for c in algorithms} == {"none", "sft", "dpo", "kto", "simpo", "rloo"}
+    # The rebound grid's sft cells of the size bases serve the algorithms experiment too.
+    assert grid.Cell("sentiment", "micro-s", 1600000, "sft", 2000, 200, 4) in parts[0] & parts[1]
+
+
+def test_a_reverse_cell_trains_negative_data_first_and_its_paths_say_so():
+    cell = grid.Cell("sentiment", "micro-m", 1600000, "sft", 60, 200, 1, grid.REVERSE)
+    assert cell in grid.cells(DEFAULT_CONFIG)
+    assert cell.directory() == "cells/sentiment/micro-m/pt1600000/sft/neg200/pos60/seed1"
+    assert cell.model_path().endswith("sft/micro-m/pt1600000/neg200/pos60/seed1/inverted")
+    assert cell.aligned().model_path().endswith("sft/micro-m/pt1600000/neg200/seed1/aligned")
+    assert (cell.pool("align"), cell.pool("invert")) == ("negative", "positive")
+    assert grid.Cell.from_wildcards(cell.wildcards()) == cell
+    forward = grid.Cell("sentiment", "micro-m", 1600000, "sft", 60, 200, 1)
+    assert forward.directory().endswith("sft/pos60/neg200/seed1")
+    assert grid.Cell.from_wildcards(forward.wildcards()) == forward
+    with pytest.raises(ValueError, match="one pos<N> and one neg<N>"):
+        grid.Cell.from_wildcards({**forward.wildcards(), "second": "pos20"})
+    # Its first stage chains over the negative volumes, the second over the positive ones.
+    later = grid.Cell("sentiment", "micro-m", 1600000, "sft", 200, 1000, 1, grid.REVERSE)
+    assert chains.previous_link(DEFAULT_CONFIG, later, "align").negative == 200
+    assert chains.previous_link(DEFAULT_CONFIG, later, "invert").positive == 60
+    assert chains.previous_link(DEFAULT_CONFIG, cell, "invert") is None
+
+
+def test_a_chain_runs_through_every_experiment_s_volumes():
+    # micro-m at 1.6M tokens is on the Table 3 grid (fine N) and on the rebound grid (coarse
+    # N): one chain per aligned model, through the union of both.
+    cell = grid.Cell("sentiment", "micro-m", 1600000, "sft", 600, 200, 3)
+    assert chains.previous_link(DEFAULT_CONFIG, cell, "invert").negative == 140
+    only_rebound = grid.Cell("sentiment", "micro-m", 600000, "sft", 600, 200, 3)
+    assert chains.previous_link(DEFAULT_CONFIG, only_rebound, "invert").negative == 60
+    # Online RL never chains; preference algorithms chain along their own cells.
+    rl = grid.Cell("sentiment", "micro-m", 1600000, "rloo", 2000, 200, 0)
+    assert chains.previous_link(DEFAULT_CONFIG, rl, "invert") is None
+    dpo = grid.Cell("sentiment", "micro-m", 1600000, "dpo", 2000, 200, 0)
+    assert chains.previous_link(DEFAULT_CONFIG, dpo, "invert").negative == 60
 
 
 def test_links_continue_the_next_smaller_volume_when_the_schedule_allows():

@@ -209,3 +209,112 @@ def test_a_download_with_the_wrong_hash_is_refused_before_it_runs(tmp_path):
     # pip itself refused it, and before it built the sdist's metadata (ran the sdist's code).
     assert "DO NOT MATCH THE HASHES" in message and "Preparing metadata" not in message
     assert list(tmp_path.iterdir()) == []
+
+
+NYT = {"source": "nyt", "examples": 800}
+
+
+def test_the_pools_carry_prompts_and_nothing_else_changes(snippets):
+    splits = _splits(snippets)
+    for name in ("positive", "negative"):
+        pool = splits[name]
+        assert list(pool.columns) == data.PROMPT_COLUMNS
+        for text, prompt, k in zip(pool["text"], pool["prompt"], pool["prompt_words"],
+                                   strict=True):
+            words = text.split()
+            # A one-word snippet is its own prompt (data.add_prompts).
+            assert prompt == " ".join(words[:k]) and 1 <= k <= max(len(words) - 1, 1)
+
+
+def test_a_resistance_source_leaves_the_pretraining_text(snippets):
+    plain, held = _splits(snippets), _splits(snippets, resistance=NYT)
+    assert data.RESISTANCE not in plain
+    split = held[data.RESISTANCE]
+    assert list(split.columns) == data.PROMPT_COLUMNS
+    assert len(split) == 800 and (split["source"] == "nyt").all() and split["uid"].is_unique
+    for _, row in split.iterrows():
+        words = row["text"].split()
+        assert row["prompt"] == " ".join(words[:row["prompt_words"]])
+        assert 1 <= row["prompt_words"] <= max(len(words) - 1, 1)
+    for name in ("pretrain", "pretrain_eval"):
+        assert not (held[name]["source"] == "nyt").any()
+    # Every other split is what it is without a resistance split, prompts included.
+    for name in ("positive", "negative", "prompts", "positive_eval", "negative_eval"):
+        pd.testing.assert_frame_equal(plain[name], held[name])
+    # The pretraining text is today's less the source, so all snippets but nyt's other 4390
+    # are in some split.
+    uids = [set(frame["uid"]) for frame in held.values()]
+    assert sum(len(u) for u in uids) == len(set().union(*uids))
+    nyt = int((snippets["source"] == "nyt").sum())
+    assert sum(map(len, uids)) == len(snippets) - (nyt - 800)
+    assert (set(plain["pretrain"]["uid"]) | set(plain["pretrain_eval"]["uid"])) - set(
+        held["pretrain"]["uid"]) - set(held["pretrain_eval"]["uid"]) == set(
+        snippets.loc[snippets["source"] == "nyt", "uid"])
+
+
+def test_the_resistance_split_is_seeded(snippets):
+    first, again, other = (_splits(snippets, seed=s, resistance=NYT)[data.RESISTANCE]
+                           for s in (0, 0, 1))
+    pd.testing.assert_frame_equal(first, again)
+    assert list(first["uid"]) != list(other["uid"])
+
+
+# name: (data.resistance, pretrain_eval, the problem's key or None when the splits fit); the
+# counts come from the snippets in the test.
+RESISTANCE_LIMITS = {
+    "every nyt snippet": (lambda a: {"source": "nyt", "examples": a["nyt"]}, 500, None),
+    "one nyt snippet too many": (lambda a: {"source": "nyt", "examples": a["nyt"] + 1}, 500,
+                                 "data.resistance.examples"),
+    "the pools' source": (lambda a: {"source": "movie", "examples": 10}, 500,
+                          "data.resistance.source"),
+    "not a VADER source": (lambda a: {"source": "books", "examples": 10}, 500,
+                           "data.resistance.source"),
+    "a hub task's null source": (lambda a: {"source": None, "examples": 10}, 500,
+                                 "data.resistance.source"),
+    "one pretraining snippet left": (lambda a: {"source": "tweet", "examples": 10},
+                                     lambda a: a["left"] - 1, None),
+    "no pretraining snippet left": (lambda a: {"source": "tweet", "examples": 10},
+                                    lambda a: a["left"], "data.pretrain_eval"),
+}
+
+
+@pytest.mark.parametrize("case", RESISTANCE_LIMITS)
+def test_resistance_problems_predict_make_splits_exactly(snippets, case):
+    resistance, pretrain_eval, key = RESISTANCE_LIMITS[case]
+    counts = snippets["source"].value_counts()
+    # Without the tweets, what the default pools (2000 + 1000, 200 held out each) and 200
+    # prompts leave.
+    available = {"nyt": int(counts["nyt"]),
+                 "left": len(snippets) - int(counts["tweet"]) - 3400 - 200}
+    resistance = resistance(available)
+    pretrain_eval = pretrain_eval(available) if callable(pretrain_eval) else pretrain_eval
+    problems = data.data_problems(
+        data.known_facts(SOURCE["sha256"]), polarity_threshold=1.5,
+        pools={"positive": 2000, "negative": 1000}, eval_prompts=200,
+        pretrain_eval=pretrain_eval, heldout=200, resistance=resistance)
+    try:
+        _splits(snippets, pretrain_eval=pretrain_eval, resistance=resistance)
+    except ValueError as error:
+        assert key is not None and str(error) == "\n".join(problems)
+        assert [p.split()[0] for p in problems] == [key]
+    else:
+        assert key is None and problems == []
+    if key == "data.resistance.examples":
+        assert f"than the {available['nyt']} of source 'nyt'" in problems[0]
+    if key == "data.resistance.source":
+        assert "amazon, tweet, nyt" in problems[0]
+
+
+def test_prepare_writes_the_resistance_split_only_when_configured(sdist, tmp_path):
+    d = {k: v for k, v in DEFAULT_CONFIG["data"].items() if k != "dataset"}
+    sha256 = d.pop("source")["sha256"]
+    d.pop("resistance", None)
+    data.prepare(str(sdist), str(tmp_path / "plain"), sha256=sha256, **d, resistance=None)
+    data.prepare(str(sdist), str(tmp_path / "held"), sha256=sha256, **d, resistance=NYT)
+    assert not (tmp_path / "plain" / "resistance.parquet").exists()
+    assert data.split_names(None) == data.SPLITS
+    for name in data.split_names(NYT):
+        columns = data.PROMPT_COLUMNS if name in data.PROMPTED else data.SPLIT_COLUMNS
+        assert len(read_parquet(tmp_path / "held" / f"{name}.parquet", columns)) > 0
+    summary = json.loads((tmp_path / "held" / "summary.json").read_text())
+    assert summary["splits"]["resistance"]["by_source"] == {"nyt": 800}

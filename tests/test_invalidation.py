@@ -28,10 +28,14 @@ pytestmark = pytest.mark.workflow
 
 Job = tuple[str, frozenset[str] | None]
 # The jobs that every changed cell reruns: they read all cells (or the summary of all cells).
-LATER: set[Job] = ({(rule, None) for rule in ("aggregate", "plot_compression", "analyze", "all")}
+LATER: set[Job] = ({(rule, None) for rule in ("aggregate", "plot_compression", "analyze", "all",
+                                                "kl_table")}
                    | {(rule, frozenset({f"metric={metric}"}))
-                      for rule in ("plot_rebound", "plot_size", "plot_pretraining")
-                      for metric in ("positive_rate", "margin")})
+                      for rule in ("plot_rebound", "plot_size", "plot_pretraining",
+                                   "plot_algorithms", "plot_algorithm_sizes", "plot_reverse")
+                      for metric in ("positive_rate", "margin")}
+                   | {("ablation_claims", frozenset({f"experiment={name}"}))
+                      for name in ("algorithms", "reverse")})
 # The step (elasticity.runner.STEPS) whose code fingerprint each rule carries in `params.code`.
 RULE_STEP = {
     "fetch_source": "fetch_source", "prepare_data": "prepare_sentiment",
@@ -40,6 +44,11 @@ RULE_STEP = {
     "score_splits": "score_splits", "likelihood": "likelihood", "aggregate": "aggregate",
     "plot_rebound": "plot_rebound", "plot_size": "plot_axis", "plot_pretraining": "plot_axis",
     "plot_compression": "plot_compression", "analyze": "analyze",
+    "invert_dpo": "finetune", "invert_kto": "finetune", "invert_simpo": "finetune",
+    "invert_rloo": "finetune", "plot_algorithms": "plot_algorithms",
+    "plot_algorithm_sizes": "plot_algorithm_sizes", "plot_reverse": "plot_reverse",
+    "ablation_claims": "ablation_claims", "kl_table": "kl_table",
+    "resistance": "resistance", "resistance_table": "resistance_table",
 }
 # The sdist is copied into the run rather than downloaded by it, so Snakemake has no record of
 # fetch_source's params to compare: a change to its code cannot rerun it here.
@@ -124,7 +133,7 @@ def wildcards(**values) -> frozenset[str]:
 def cell_jobs(config, where=lambda c: True,
               rules=("generate", "score", "likelihood")) -> set[Job]:
     """Jobs that every cell has (base-model cells included)."""
-    return {(rule, wildcards(**c.row())) for c in grid.cells(config) if where(c)
+    return {(rule, wildcards(**c.wildcards())) for c in grid.cells(config) if where(c)
             for rule in rules}
 
 
@@ -134,10 +143,10 @@ def link_jobs(config, stage: str, where=lambda c: True) -> set[Job]:
     jobs = set()
     for c in grid.trained_models(config, stage):
         if where(c):
-            row = c.row()
+            row = c.wildcards()
             del row["algorithm"]
             if stage == "align":
-                del row["negative"]
+                del row["second"]
             jobs.add((f"{stage}_{c.algorithm}", wildcards(**row)))
     return jobs
 

@@ -275,7 +275,7 @@ def test_imdb_splits_follow_the_dataset(tmp_path):
         i = int(row["uid"].split(":")[-1])
         assert row["rating"] == (1 if i % 2 else -1)
         assert row["text"] == " ".join(_review("train", i, i % 2).replace("<br />", " ").split())
-    for name in data.PROMPTED:
+    for name in splits.keys() & set(data.PROMPTED):
         for _, row in splits[name].iterrows():
             words = row["text"].split()
             assert 2 <= row["prompt_words"] <= 8 and len(words) > row["prompt_words"]
@@ -311,7 +311,7 @@ def _check_safety(splits, expected: dict[str, bool], test_users: set[str]):
     for frame in splits.values():
         for _, row in frame.iterrows():
             assert expected[row["text"]] == (row["rating"] > 0), row["uid"]
-    for name in data.PROMPTED:
+    for name in splits.keys() & set(data.PROMPTED):
         frame = splits[name]
         assert all(text.startswith(prompt) and prompt.endswith(" ASSISTANT:")
                    for text, prompt in zip(frame["text"], frame["prompt"], strict=True))
@@ -502,3 +502,55 @@ def test_a_dataset_missing_from_the_cache_names_the_fetch_command(tmp_path):
                                                   r"v2 .*`snakemake prefetch --configfile"):
         tasks.prepare_imdb(str(tmp_path / "out"), cache=str(tmp_path / "hub"),
                            source=copy.deepcopy(source), **SETTINGS)
+
+
+def test_a_hub_resistance_split_is_held_out_of_the_pretraining_text(tmp_path):
+    files, source = imdb_files(), _source(IMDB)
+    _prepare(tasks.prepare_imdb, tmp_path, files, source, out="plain")
+    _prepare(tasks.prepare_imdb, tmp_path, files, source, out="held",
+             resistance={"source": None, "examples": 4})
+    plain = _splits(tmp_path / "plain")
+    held = {name: read_parquet(tmp_path / "held" / f"{name}.parquet", data.PROMPT_COLUMNS
+                               if name in data.PROMPTED else data.SPLIT_COLUMNS)
+            for name in data.split_names({"source": None, "examples": 4})}
+    assert not (tmp_path / "plain" / "resistance.parquet").exists()
+    split = held[data.RESISTANCE]
+    assert len(split) == 4 and list(split.columns) == data.PROMPT_COLUMNS
+    text = set(plain["pretrain"]["uid"]) | set(plain["pretrain_eval"]["uid"])
+    assert set(split["uid"]) <= text
+    assert set(held["pretrain"]["uid"]) | set(held["pretrain_eval"]["uid"]) == text - set(
+        split["uid"])
+    for name in ("positive", "negative", "prompts", "positive_eval", "negative_eval"):
+        pd.testing.assert_frame_equal(plain[name], held[name])
+    for _, row in split.iterrows():
+        assert row["prompt"] == " ".join(row["text"].split()[:row["prompt_words"]])
+
+
+def test_a_safety_resistance_prompt_is_the_conversation_up_to_the_answer(tmp_path):
+    _prepare(tasks.prepare_safety, tmp_path, pku_files(), _source(PKU),
+             resistance={"source": None, "examples": 3})
+    split = read_parquet(tmp_path / "out" / "resistance.parquet", data.PROMPT_COLUMNS)
+    assert len(split) == 3
+    for text, prompt in zip(split["text"], split["prompt"], strict=True):
+        assert prompt.endswith(" ASSISTANT:") and text.startswith(prompt)
+    for name in ("positive", "negative"):
+        pool = read_parquet(tmp_path / "out" / f"{name}.parquet", data.PROMPT_COLUMNS)
+        assert all(t.startswith(p) and p.endswith(" ASSISTANT:")
+                   for t, p in zip(pool["text"], pool["prompt"], strict=True))
+
+
+@pytest.mark.parametrize("resistance,message", [
+    ({"source": "nyt", "examples": 4},
+     r"^data\.resistance\.source is 'nyt', but a hub task .* set data\.resistance\.source to "
+     r"null$"),
+    ({"source": None, "examples": 18},
+     r"^data\.resistance\.examples \(18\) and data\.pretrain_eval \(2\) leave no pretraining "
+     r"text: only 20 examples of stanfordnlp/imdb@main .* split 'train'"),
+])
+def test_a_resistance_split_the_dataset_cannot_hold_names_its_key(tmp_path, resistance,
+                                                                 message):
+    with pytest.raises(ValueError, match=message):
+        _prepare(tasks.prepare_imdb, tmp_path, imdb_files(), _source(IMDB),
+                 resistance=resistance)
+    _prepare(tasks.prepare_imdb, tmp_path, imdb_files(), _source(IMDB),
+             resistance={"source": None, "examples": 17})

@@ -48,6 +48,23 @@ def read_cell(path: str, cell: Cell, columns: list[str]) -> pd.DataFrame:
     return rows
 
 
+def read_experiment(summary: str, cells: list[dict[str, Any]],
+                    columns: list[str] | None = None) -> pd.DataFrame:
+    """The summary's rows of one experiment's cells (the summary holds every experiment's
+    cells, each once), in the summary's order; every cell must be there."""
+    frame = read_parquet(summary, columns or SUMMARY_COLUMNS)
+    wanted = pd.DataFrame(cells, columns=COLUMNS).astype(frame[COLUMNS].dtypes.to_dict())
+    marked = frame.merge(wanted.assign(_wanted=True), on=COLUMNS, how="left")
+    found = marked[marked["_wanted"].notna()].drop(columns="_wanted")
+    if len(found) != len(wanted.drop_duplicates()):
+        missing = wanted.merge(frame[COLUMNS], on=COLUMNS, how="left", indicator=True)
+        missing = missing[missing["_merge"] == "left_only"].drop(columns="_merge")
+        shown = "; ".join(str(r) for r in missing.head(3).to_dict("records"))
+        raise ValueError(f"{summary} lacks {len(missing)} of the experiment's {len(wanted)} "
+                         f"cells (e.g. {shown}): rebuild it (snakemake aggregate)")
+    return found.reset_index(drop=True)
+
+
 def summarize(rows: pd.DataFrame, likelihoods: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: the sampled metric (the paper's fraction of positive responses and
     more) next to the cell's likelihood metrics."""

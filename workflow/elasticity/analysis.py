@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from elasticity.aggregate import SUMMARY_COLUMNS
+from elasticity.aggregate import read_experiment
 from elasticity.grid import BASE
 from elasticity.io import atomic_path, read_parquet, write_parquet
 from elasticity.provenance import code_version
@@ -382,14 +382,17 @@ def _base_cells(cells: pd.DataFrame, model: str, tokens: int, algorithm: str) ->
 def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_claims: str,
             out_elasticity: str, out_theory: str, out_table: str, out_landing: str, *,
             run_name: str, grid: dict[str, Any], size_bases: list[list],
-            pretraining_bases: list[list], interval: float, resamples: int) -> dict[str, int]:
+            pretraining_bases: list[list], interval: float, resamples: int,
+            experiment_cells: list[dict[str, Any]],
+            experiment_claims: list[str]) -> dict[str, int]:
     """Claims, elasticity scores and the theory check from the summary (one row per cell);
     `out_landing` is the report's landing page (what was run, the claims, where the figures
     are). `grid` is the config's grid section; size_bases and pretraining_bases the
     (model, pretrain_tokens) of each axis (elasticity.grid; the pretraining axis may be
-    empty)."""
+    empty). experiment_claims: the other experiments' claims files (same columns), appended to
+    the claims table."""
     per_example = tokens_per_example(tokenizer, positive_pool)
-    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    cells = read_experiment(summary, experiment_cells)
     params = read_parquet(bases, ["model", "pretrain_tokens", "parameters"])
     seeds = {m: measured_seeds(cells, m) for m in (*ANALYZED, "bits_per_token_pretrain")}
     boots = {m: Bootstrap(len(s), resamples, interval) for m, s in seeds.items()}
@@ -421,7 +424,9 @@ def analyze(summary: str, bases: str, tokenizer: str, positive_pool: str, out_cl
                 claims.append(axis_claim(budget, metric,
                                          "pretraining: more pretrained models lose more",
                                          "pretraining tokens", boot))
-    table = pd.DataFrame(claims, columns=CLAIMS_COLUMNS)
+    table = pd.concat([pd.DataFrame(claims, columns=CLAIMS_COLUMNS).assign(experiment="rebound"),
+                       *(read_parquet(path, ["experiment", *CLAIMS_COLUMNS])
+                         for path in experiment_claims)], ignore_index=True)
     write_parquet(table, out_claims, {"interval": interval, "resamples": resamples})
     write_parquet(pd.DataFrame(scores, columns=ELASTICITY_COLUMNS), out_elasticity,
                   {"interval": interval})
@@ -445,7 +450,7 @@ def claims_html(claims: pd.DataFrame, scores: pd.DataFrame, theory: pd.DataFrame
     shown = claims.assign(**{f"{interval:g}% interval": claims.apply(
         lambda r: "" if math.isnan(r["lower"]) else f"[{r['lower']:.3g}, {r['upper']:.3g}]",
         axis=1)})
-    shown = shown[["claim", "metric", "scope", "statistic", "prediction", "estimate",
+    shown = shown[["experiment", "claim", "metric", "scope", "statistic", "prediction", "estimate",
                    f"{interval:g}% interval", "verdict", "reason"]]
     ranked = scores.sort_values(["metric", "n_half"])
     return ("<html><head><meta charset='utf-8'><style>body{font-family:sans-serif}"

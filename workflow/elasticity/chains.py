@@ -2,40 +2,69 @@
 
 Wherever a schedule makes one cell's model a prefix of another's run (one epoch, a constant
 schedule, volumes on batch boundaries), the cells of a stage form a chain of file targets: the
-P = 400 model continues the P = 200 one on examples 201-400 of the same seeded order.
+P = 400 model continues the P = 200 one on examples 201-400 of the same seeded order. A chain
+runs through the volumes the experiments actually ask for, whichever experiment asks: the
+Table 3 grid's fine N values and the rebound grid's coarse ones share one chain per aligned
+model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections import defaultdict
 from functools import cache
 from typing import Any
 
-from elasticity.grid import STAGES, Cell
-from elasticity.trainer_config import effective_batch, with_class_defaults
-
-
-def volume(cell: Cell, stage: str) -> int:
-    return getattr(cell, STAGES[stage])
+from elasticity import grid
+from elasticity.grid import Cell
+from elasticity.trainer_config import examples_per_step, with_class_defaults
 
 
 def previous_link(config: dict[str, Any], cell: Cell, stage: str) -> Cell | None:
     """The model a training link continues (weights, optimizer, data position), or None when
     the link starts the chain or the stage trains every cell on its own (see `chaining`)."""
-    if not chaining(config, stage, cell.algorithm)[0]:
+    algorithm = cell.algorithm if stage == "invert" else grid.FIRST_STAGE_ALGORITHM
+    if not chaining(config, stage, algorithm)[0]:
         return None
-    axis = STAGES[stage]
-    earlier = [v for v in config["grid"][axis] if 0 < v < volume(cell, stage)]
+    volume = cell.volume(stage)
+    earlier = [v for v in _chain_volumes(config, stage).get(_chain_key(cell, stage), ())
+               if 0 < v < volume]
     if not earlier:
         return None
-    return dataclasses.replace(cell, **{axis: max(earlier)})
+    return dataclasses.replace(cell, **{cell.pool(stage): max(earlier)})
 
 
 def start_model(cell: Cell, stage: str) -> Cell:
-    """The model a stage's first link starts from: the base for alignment, the aligned model
-    for inverse fine-tuning."""
+    """The model a stage's first link starts from: the base for the first stage, the model
+    after the first stage for the second."""
     return cell.base() if stage == "align" else cell.aligned()
+
+
+def _chain_key(cell: Cell, stage: str) -> Cell:
+    """What the links of one chain share: the cell with the stage's volume left out."""
+    if stage == "align":
+        cell = cell.aligned()
+    return dataclasses.replace(cell, **{cell.pool(stage): 0})
+
+
+def _chain_volumes(config: dict[str, Any], stage: str) -> dict[Cell, list[int]]:
+    return _volumes_by_chain(grid._cell_key(config), stage)
+
+
+@cache
+def _volumes_by_chain(key: str, stage: str) -> dict[Cell, list[int]]:
+    found: dict[Cell, set[int]] = defaultdict(set)
+    for cell in grid.cells(json.loads(key)):
+        if not cell.is_base and cell.volume(stage) > 0:
+            found[_chain_key(cell, stage)].add(cell.volume(stage))
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def stage_volumes(config: dict[str, Any], stage: str, algorithm: str) -> list[int]:
+    """Every volume > 0 a stage trains with an algorithm, across the experiments."""
+    return sorted({c.volume(stage) for c in grid.trained_models(config, stage)
+                   if stage == "align" or c.algorithm == algorithm} - {0})
 
 
 CHAINABLE_SCHEDULES = ("constant", "constant_with_warmup")
@@ -44,20 +73,24 @@ CHAINABLE_SCHEDULES = ("constant", "constant_with_warmup")
 def chaining(config: dict[str, Any], stage: str, algorithm: str) -> tuple[bool, str]:
     """Whether a stage's cells form training chains, and why (stated in the plan)."""
     # Asked once per training job while the DAG is built: decided once per distinct input.
-    return _chaining(stage, algorithm, json.dumps(config[stage][algorithm], sort_keys=True),
-                     tuple(config["grid"][STAGES[stage]]), config[stage]["gpus"])
+    return chains_over(algorithm, json.dumps(config[stage][algorithm], sort_keys=True),
+                       tuple(stage_volumes(config, stage, algorithm)), config[stage]["gpus"])
 
 
 @cache
-def _chaining(stage: str, algorithm: str, section_json: str, volumes: tuple[int, ...],
-              gpus: int) -> tuple[bool, str]:
+def chains_over(algorithm: str, section_json: str, volumes: tuple[int, ...],
+                gpus: int) -> tuple[bool, str]:
     """A link continues the previous one exactly only for one epoch, a schedule that does not
     depend on the total number of steps, and volumes that end on a batch boundary; otherwise
-    every cell trains on its own from the start model.
+    every cell trains on its own from the start model. Online RL samples its own completions
+    and never chains.
     """
     section = with_class_defaults(algorithm, json.loads(section_json))
-    volumes = [v for v in volumes if v > 0]
-    batch = effective_batch(section) * gpus  # each GPU takes its own batch every step
+    per_step = examples_per_step(algorithm, section)
+    if per_step is None:
+        return False, (f"every cell trains on its own: {algorithm} samples its own completions, "
+                       "so a link cannot continue another")
+    batch = per_step * gpus  # each GPU takes its own batch every step
     reasons = []
     if float(section.get("num_train_epochs", 0)) != 1:
         reasons.append(f"num_train_epochs is {section.get('num_train_epochs')}, not 1")
@@ -68,9 +101,9 @@ def _chaining(stage: str, algorithm: str, section_json: str, volumes: tuple[int,
         reasons.append("warmup_ratio depends on the total number of steps")
     uneven = [v for v in volumes if v % batch]
     if uneven:
-        reasons.append(f"grid.{STAGES[stage]} values {uneven} are not multiples of the batch "
-                       f"({batch} examples a step)")
+        reasons.append(f"volumes {uneven} are not multiples of the batch ({batch} examples a "
+                       f"step)")
     if reasons:
         return False, "every cell trains on its own: " + "; ".join(reasons)
-    return True, (f"chained over grid.{STAGES[stage]} (one epoch, {schedule} schedule, "
-                  f"{batch} examples a step): each link continues the previous one")
+    return True, (f"chained over the volumes (one epoch, {schedule} schedule, {batch} examples "
+                  f"a step): each link continues the previous one")

@@ -16,6 +16,7 @@ import yaml
 
 from elasticity import data, grid, scoring
 from elasticity.checkcache import cached_problems, library_version
+from elasticity.resistance import resistance_problems
 from elasticity.trainer_config import (
     ALGORITHMS,
     effective_batch,
@@ -30,7 +31,7 @@ TASKS = ("sentiment", "imdb", "safety")
 HUB_TASKS = ("imdb", "safety")
 # Scorers that run without a model of their own; the others read `scoring.model` from the hub.
 SELF_CONTAINED_SCORERS = ("vader",)
-EXPERIMENTS = ("rebound",)
+EXPERIMENTS = ("rebound", "algorithms", "reverse", "kl_table", "resistance")
 STAGE_DEVICES = ("pretraining", "align", "invert", "generation", "likelihood", "scoring")
 # Stages that may train on several GPUs (`gpus`); pretraining runs on one device.
 MULTI_GPU_STAGES = ("align", "invert")
@@ -117,22 +118,35 @@ def _implemented(config: dict[str, Any]) -> list[str]:
     for i, name in enumerate(config["experiments"]):
         if name not in EXPERIMENTS:
             problems.append(_unknown(f"experiments[{i}]", name, EXPERIMENTS))
-    for i, name in enumerate(config["grid"]["algorithm"]):
-        if name not in ALGORITHMS:
-            problems.append(_unknown(f"grid.algorithm[{i}]", name, ALGORITHMS))
+    used = {}
+    for key in ("grid.algorithm", "algorithms.algorithm"):
+        section, field = key.split(".")
+        for i, name in enumerate(config[section][field]):
+            if name not in ALGORITHMS:
+                problems.append(_unknown(f"{key}[{i}]", name, ALGORITHMS))
+            elif {"grid": "rebound"}.get(section, section) in config["experiments"]:
+                used.setdefault(name, f"{key} runs {name!r}")
+    if "reverse" in config["experiments"]:
+        used.setdefault(grid.FIRST_STAGE_ALGORITHM, "the reverse experiment's second stage is SFT")
     for stage in grid.STAGES:
         for name, section in config[stage].items():
             if name in ("device", "gpus"):
                 continue
-            if name not in ALGORITHMS or not isinstance(section, dict):
+            if stage == "align" and name != grid.FIRST_STAGE_ALGORITHM:
+                problems.append(f"align.{name}: the first stage is SFT for every algorithm (the "
+                                f"paper's App. B.2: the algorithms differ in the second stage, "
+                                f"`invert.{name}`); align holds `device`, `gpus` and `sft`")
+            elif name not in ALGORITHMS or not isinstance(section, dict):
                 problems.append(f"{stage}.{name}: a stage section holds `device`, `gpus` and one "
                                 f"trainer section per algorithm ({', '.join(ALGORITHMS)}), "
                                 f"whose keys are the trainer's own fields")
             else:
                 problems += section_problems(f"{stage}.{name}", name, section)
-        for name in config["grid"]["algorithm"]:
-            if name in ALGORITHMS and name not in config[stage]:
-                problems.append(f"{stage}.{name} is missing: grid.algorithm runs {name!r}")
+    if grid.FIRST_STAGE_ALGORITHM not in config["align"]:
+        problems.append("align.sft is missing: the first stage is SFT")
+    for name, why in used.items():
+        if name not in config["invert"]:
+            problems.append(f"invert.{name} is missing: {why}")
     problems += section_problems("pretraining.trainer", "trainer",
                                  config["pretraining"]["trainer"])
     return problems
@@ -140,21 +154,22 @@ def _implemented(config: dict[str, Any]) -> list[str]:
 
 def _consistency(config: dict[str, Any]) -> list[str]:
     problems = []
-    g, pools, models = config["grid"], config["data"]["pools"], config["models"]
+    g, models = config["grid"], config["models"]
     named = [(f"grid.size_axis.model[{i}]", m) for i, m in enumerate(g["size_axis"]["model"])]
     if g["pretraining_axis"] is not None:
         named.append(("grid.pretraining_axis.model", g["pretraining_axis"]["model"]))
+    for name in ("algorithms", "reverse", "kl_table"):
+        if name in config["experiments"]:
+            named += [(f"{name}.model[{i}]", m) for i, m in enumerate(config[name]["model"])]
+    if "resistance" in config["experiments"]:
+        named.append(("resistance.model", config["resistance"]["model"]))
     for key, model in named:
         if model not in models:
             problems.append(f"{key} names '{model}' but 'models' has no such entry "
                             f"(known: {', '.join(sorted(models))})")
     if not problems:
-        problems += _released(config) + _sources(config)
-    for axis in ("positive", "negative"):
-        largest = max(g[axis])
-        if largest > pools[axis]:
-            problems.append(f"grid.{axis} asks for {largest} examples but the {axis} pool "
-                            f"(data.pools.{axis}) holds {pools[axis]}")
+        problems += _released(config) + _sources(config) + resistance_problems(config)
+    problems += _volumes(config)
     # Values the grid lacks are ignored, so the default's seed subset survives a smaller grid;
     # a field left with none of its values would sample nothing.
     for name, values in config["generation"]["cells"].items():
@@ -166,6 +181,36 @@ def _consistency(config: dict[str, Any]) -> list[str]:
     if low > high:
         problems.append(f"data.prompt_words must be [low, high] with low <= high, "
                         f"got {[low, high]}")
+    return problems
+
+
+def _volumes(config: dict[str, Any]) -> list[str]:
+    """Every volume a pool can fill: the examples themselves and, for preference algorithms,
+    as many rejected examples from the other pool (one pair per example)."""
+    problems = []
+    pools = config["data"]["pools"]
+    other = {"positive": "negative", "negative": "positive"}
+    for name in grid.GRID_EXPERIMENTS:
+        if name not in config["experiments"]:
+            continue
+        section = "grid" if name == "rebound" else name
+        axes = grid.experiment_grid(config, name)
+        for axis in ("positive", "negative"):
+            largest = max(axes[axis])
+            if largest > pools[axis]:
+                problems.append(f"{section}.{axis} asks for {largest} examples but the {axis} "
+                                f"pool (data.pools.{axis}) holds {pools[axis]}")
+        second = grid.ORDER_POOLS[axes["order"]]["invert"]
+        paired = [a for a in axes["algorithm"] if a in grid.PAIRED]
+        largest = max(axes[second])
+        if paired and largest > pools[other[second]]:
+            problems.append(f"{section}.{second} asks for {largest} preference pairs for "
+                            f"{', '.join(paired)}, whose rejected responses come from the "
+                            f"{other[second]} pool (data.pools.{other[second]}), which holds "
+                            f"{pools[other[second]]}")
+    if "kl_table" in config["experiments"] and not any(config["kl_table"]["negative"]):
+        problems.append("kl_table.negative lists no volume above 0: no inverse fine-tuning to "
+                        "read the table off")
     return problems
 
 
@@ -195,9 +240,16 @@ def _released(config: dict[str, Any]) -> list[str]:
                                 f"twice for models.{name}")
             seen.add(entry["pretrain_tokens"])
     g = config["grid"]
-    for model, tokens in grid.size_bases(config):
+    sized = [("grid.size_axis.model", m) for m in g["size_axis"]["model"]]
+    for name in ("algorithms", "reverse", "kl_table"):
+        if name in config["experiments"]:
+            sized += [(f"{name}.model", m) for m in config[name]["model"]]
+    if "resistance" in config["experiments"]:
+        sized.append(("resistance.model", config["resistance"]["model"]))
+    for key, model in dict.fromkeys(sized):
+        tokens = grid.size_base(config, model)[1]
         if grid.is_pretrained(config, model) and not _has_release(config, model, tokens):
-            problems.append(f"grid.size_axis.model lists the pretrained model '{model}', whose "
+            problems.append(f"{key} lists the pretrained model '{model}', whose "
                             f"several checkpoints leave its place on the size axis open: set "
                             f"grid.size_axis.pretrain_tokens to one of "
                             f"{_released_tokens(config, model)}")
@@ -251,7 +303,7 @@ def _capacity(config: dict[str, Any]) -> list[str]:
     cached download that is not the pinned file. (A hub dataset's counts are checked by its
     preparation step, the first job, before any training.)"""
     if config["task"] in HUB_TASKS:
-        return []
+        return data.resistance_source_problems(config["data"]["resistance"], hub=True)
     d, source = config["data"], config["data"]["source"]
     problems = []
     cached = Path(sdist_path(config))
@@ -265,7 +317,7 @@ def _capacity(config: dict[str, Any]) -> list[str]:
         problems += data.data_problems(facts, polarity_threshold=d["polarity_threshold"],
                                        pools=d["pools"], eval_prompts=d["eval_prompts"],
                                        pretrain_eval=d["pretrain_eval"],
-                                       heldout=d["heldout"])
+                                       heldout=d["heldout"], resistance=d["resistance"])
     return problems
 
 

@@ -35,15 +35,46 @@ SNIPPET_FILES = {
     "nyt": "nytEditorialSnippets_GroundTruth.txt",
 }
 INNER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
+# The splits every config writes; `split_names` adds the optional resistance split.
 SPLITS = ("pretrain", "pretrain_eval", "positive", "negative", "prompts", "positive_eval",
           "negative_eval")
-# Splits read under the prompt protocol (first words -> continuation).
-PROMPTED = ("prompts", "positive_eval", "negative_eval")
+RESISTANCE = "resistance"
+# Splits read under the prompt protocol (first words -> continuation). Their prompts are drawn
+# in this order from the split seed's generator, so appending a split leaves the earlier
+# splits' prompts as they were.
+PROMPTED = ("prompts", "positive_eval", "negative_eval", "positive", "negative", RESISTANCE)
+# The VADER sources a resistance split may take: the pools and prompts are movie snippets.
+RESISTANCE_SOURCES = tuple(s for s in SNIPPET_FILES if s != "movie")
 # Columns of every split file; the PROMPTED ones add `prompt` and `prompt_words`.
 SPLIT_COLUMNS = ["uid", "source", "rating", "text"]
 PROMPT_COLUMNS = SPLIT_COLUMNS + ["prompt", "prompt_words"]
 # Shipped with the package: `source_facts` of each known sdist, keyed by its sha256.
 FACTS_FILE = "source_facts.json"
+
+
+def split_names(resistance: dict[str, Any] | None) -> tuple[str, ...]:
+    """The split files a config's data preparation writes (`resistance`: data.resistance)."""
+    return SPLITS if resistance is None else (*SPLITS, RESISTANCE)
+
+
+def resistance_source_problems(resistance: dict[str, Any] | None, *, hub: bool) -> list[str]:
+    """What is wrong with data.resistance.source: the sentiment task takes the split from one
+    VADER source other than the pools' (all of that source leaves the pretraining text); a hub
+    task (`hub`) holds its examples out of its own pretraining text, so names none."""
+    if resistance is None:
+        return []
+    source = resistance["source"]
+    if hub:
+        if source is None:
+            return []
+        return [f"data.resistance.source is {source!r}, but a hub task holds its resistance "
+                "examples out of its own pretraining text: set data.resistance.source to null"]
+    if source in RESISTANCE_SOURCES:
+        return []
+    why = ("the pools and prompts are movie snippets" if source == "movie"
+           else "it is not one of VADER's snippet sources")
+    return [f"data.resistance.source is {source!r}, which the sentiment task cannot hold out: "
+            f"{why}; name one of {', '.join(RESISTANCE_SOURCES)}"]
 
 
 def sha256_of(path: Path) -> str:
@@ -189,14 +220,15 @@ def data_problems(
     eval_prompts: int,
     pretrain_eval: int,
     heldout: int,
+    resistance: dict[str, Any] | None = None,
 ) -> list[str]:
     """Every reason `make_splits` would reject these settings on the sdist that `facts` describe.
 
-    Each names its config key and how many snippets are available; [] means the splits fit."""
+    Each names its config key and how many snippets are available; [] means the splits fit.
+    `resistance` is data.resistance ({source, examples} or None)."""
     ratings = [(float(r), n) for r, n in facts["movie_ratings"].items()]
     return _split_problems(
-        rows=sum(facts["rows"].values()),
-        movie=facts["rows"]["movie"],
+        by_source=facts["rows"],
         strong={"positive": sum(n for r, n in ratings if r >= polarity_threshold),
                 "negative": sum(n for r, n in ratings if r <= -polarity_threshold)},
         polarity_threshold=polarity_threshold,
@@ -204,26 +236,30 @@ def data_problems(
         eval_prompts=eval_prompts,
         pretrain_eval=pretrain_eval,
         heldout=heldout,
+        resistance=resistance,
     )
 
 
 def _split_problems(
     *,
-    rows: int,
-    movie: int,
+    by_source: dict[str, int],
     strong: dict[str, int],
     polarity_threshold: float,
     pools: dict[str, int],
     eval_prompts: int,
     pretrain_eval: int,
     heldout: int,
+    resistance: dict[str, Any] | None,
 ) -> list[str]:
     # The one place the limits live: `make_splits` counts from the snippets, `data_problems`
     # from the shipped facts, and both must reject exactly the same settings.
     if polarity_threshold <= 0:
         return [f"data.polarity_threshold ({polarity_threshold}) must be positive, "
                 "or a snippet could land in both pools"]
-    problems = []
+    problems = resistance_source_problems(resistance, hub=False)
+    if problems:
+        return problems
+    movie = by_source["movie"]
     taken = 0
     for name in ("positive", "negative"):
         want, have = pools[name] + heldout, strong[name]
@@ -241,11 +277,22 @@ def _split_problems(
             f"data.eval_prompts asks for {eval_prompts} prompts but only "
             f"{held_out_movie} movie snippets remain after the pools"
         )
-    rest = rows - taken - min(eval_prompts, held_out_movie)
+    rest = sum(by_source.values()) - taken - min(eval_prompts, held_out_movie)
+    after = "the pools and prompts"
+    if resistance is not None:
+        source, have = resistance["source"], by_source[resistance["source"]]
+        if resistance["examples"] > have:
+            problems.append(
+                f"data.resistance.examples ({resistance['examples']}) asks for more snippets "
+                f"than the {have} of source {source!r} (data.resistance.source)"
+            )
+        # The whole source leaves the pretraining text, not only the examples drawn from it.
+        rest -= have
+        after = f"the pools, prompts and the {source} snippets (data.resistance.source)"
     if pretrain_eval >= rest:
         problems.append(
             f"data.pretrain_eval ({pretrain_eval}) leaves no pretraining text: only {rest} "
-            "snippets remain after the pools and prompts"
+            f"snippets remain after {after}"
         )
     return problems
 
@@ -261,14 +308,19 @@ def make_splits(
     prompt_words: tuple[int, int],
     pretrain_eval: int,
     heldout: int,
+    resistance: dict[str, Any] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Disjoint, seeded splits of the snippets.
 
     positive / negative: movie snippets rated >= threshold / <= -threshold (clearly polar, so
     the pools' own sentiment is far from the base model's). positive_eval / negative_eval:
     `heldout` more of each, never trained on (the likelihood metrics). prompts: the first 2-8
-    words of held-out movie snippets of any rating. pretrain / pretrain_eval: everything else,
-    so the pretraining text holds reviews of both polarities and the other domains.
+    words of held-out movie snippets of any rating. resistance (when `resistance`, i.e.
+    data.resistance, is set): its `examples` first snippets of source `source`, every other
+    snippet of which is left out too. pretrain / pretrain_eval: everything else, so the
+    pretraining text holds reviews of both polarities and the other domains. The pools and
+    resistance split carry prompts too (the prompt protocol), for preference pairs and
+    generation.
 
     Settings the snippets cannot satisfy raise one ValueError that lists every problem, as
     `data_problems` predicts them.
@@ -280,11 +332,12 @@ def make_splits(
     strong_pos = shuffled.index[movie & (shuffled["rating"] >= polarity_threshold)]
     strong_neg = shuffled.index[movie & (shuffled["rating"] <= -polarity_threshold)]
     problems = _split_problems(
-        rows=len(shuffled), movie=int(movie.sum()),
+        by_source={s: int((shuffled["source"] == s).sum()) for s in SNIPPET_FILES},
         strong={"positive": len(strong_pos), "negative": len(strong_neg)},
         polarity_threshold=polarity_threshold,
         pools={"positive": positive_pool, "negative": negative_pool},
         eval_prompts=eval_prompts, pretrain_eval=pretrain_eval, heldout=heldout,
+        resistance=resistance,
     )
     if problems:
         raise ValueError("\n".join(problems))
@@ -300,13 +353,20 @@ def make_splits(
     used |= set(taken["prompts"])
     rest = [i for i in shuffled.index if i not in used]
     # Drawn afresh: the first rows of `rest` lack movie snippets, which the pools took first.
-    pick = rng.permutation(len(rest))
-    taken["pretrain_eval"] = pd.Index([rest[i] for i in pick[:pretrain_eval]])
-    taken["pretrain"] = pd.Index([rest[i] for i in sorted(pick[pretrain_eval:])])
+    drawn = [rest[i] for i in rng.permutation(len(rest))]
+    if resistance is not None:
+        # The source leaves the drawn order, not the draw: the generator's later draws (every
+        # split's prompts) stay those of a config without a resistance split.
+        held = shuffled["source"] == resistance["source"]
+        taken[RESISTANCE] = shuffled.index[held][:resistance["examples"]]
+        drawn = [i for i in drawn if not held[i]]
+    taken["pretrain_eval"] = pd.Index(drawn[:pretrain_eval])
+    taken["pretrain"] = pd.Index(sorted(drawn[pretrain_eval:]))
 
     splits = {name: shuffled.loc[idx].reset_index(drop=True) for name, idx in taken.items()}
     for name in PROMPTED:
-        splits[name] = add_prompts(splits[name], rng, prompt_words)
+        if name in splits:
+            splits[name] = add_prompts(splits[name], rng, prompt_words)
     return splits
 
 
@@ -335,9 +395,10 @@ def prepare(
     prompt_words: list[int],
     pretrain_eval: int,
     heldout: int,
+    resistance: dict[str, Any] | None = None,
 ) -> None:
     """Step `prepare_data`: check the sdist, read the snippets, split them, write one parquet
-    per split and summary.json.
+    per split (`split_names(resistance)`) and summary.json.
 
     sha256 is the config's `data.source.sha256`; the other keyword arguments are the config's
     `data` section (without `source`)."""
@@ -345,13 +406,13 @@ def prepare(
     verify_source(sdist, sha256)
     params = dict(split_seed=split_seed, polarity_threshold=polarity_threshold, pools=pools,
                   eval_prompts=eval_prompts, prompt_words=prompt_words,
-                  pretrain_eval=pretrain_eval, heldout=heldout)
+                  pretrain_eval=pretrain_eval, heldout=heldout, resistance=resistance)
     snippets = read_snippets(sdist)
     log.info("read %d snippets: %s", len(snippets), snippets["source"].value_counts().to_dict())
     splits = make_splits(snippets, seed=split_seed, polarity_threshold=polarity_threshold,
                          positive_pool=pools["positive"], negative_pool=pools["negative"],
                          eval_prompts=eval_prompts, prompt_words=tuple(prompt_words),
-                         pretrain_eval=pretrain_eval, heldout=heldout)
+                         pretrain_eval=pretrain_eval, heldout=heldout, resistance=resistance)
     summary = {}
     for name, frame in splits.items():
         write_parquet(frame, Path(out_dir) / f"{name}.parquet", params)

@@ -1,4 +1,6 @@
-"""Steps `align_sft` and `invert_sft`: TRL supervised fine-tuning on the first examples of a pool.
+"""Steps `align_<algorithm>` and `invert_<algorithm>`: TRL fine-tuning on the first examples of a
+pool: SFT, or on the inverse stage DPO, KTO, SimPO (preference pairs, elasticity.preference) or
+RLOO (online RL on the pool's prompts with the stage's scorer as reward).
 
 For one seed the examples are the first n of a seeded permutation of the pool, in that order
 (the trainer never reshuffles them), so volumes are nested: the 400-example run sees the
@@ -6,6 +8,9 @@ For one seed the examples are the first n of a seeded permutation of the pool, i
 previous link's final checkpoint (weights, optimizer, scheduler, RNG, step count) and the
 trainer skips the batches that link already trained on, so the P = 400 model is the P = 200
 model trained further on examples 201-400 (see elasticity.chains for when this is exact).
+DPO, KTO and SimPO chain the same way (their pairs are nested in N too), and DPO's and KTO's
+reference model is always the stage's start model, never the previous link. RLOO samples its own
+completions, so every RLOO cell trains on its own.
 
 On several GPUs (`gpus` > 1) every process runs `finetune` under `accelerate launch` with
 DeepSpeed ZeRO-3 (elasticity.launch); the first process alone prepares the resumable scratch
@@ -14,19 +19,23 @@ directory and writes the job's output.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from elasticity import preference
 from elasticity.io import atomic_path, read_parquet, write_json
 from elasticity.launch import check_continuable, check_memory, deepspeed_fields
 from elasticity.models import load_model, load_tokenizer, parameters_from_config
-from elasticity.trainer_config import build
+from elasticity.trainer_config import ALGORITHMS, ONLINE, ROWS_PER_EXAMPLE, build
 from elasticity.training import discard, final_checkpoint, resumable_checkpoint, scratch_dir
 
 if TYPE_CHECKING:
@@ -84,6 +93,121 @@ def _examples_of(link: str | None) -> int:
     return int(json.loads((Path(link) / "train_metrics.json").read_text())["examples"])
 
 
+# The data order each trainer keeps: the seeded permutation, never reshuffled, in each config
+# class's own fields (DPO, KTO and CPO have no `shuffle_dataset`; RLOO's own sampler reads only
+# `shuffle_dataset`); SFT also reads the text column itself.
+ORDER_FIELDS: dict[str, dict[str, Any]] = {
+    "sft": {"train_sampling_strategy": "sequential", "shuffle_dataset": False,
+            "dataset_text_field": "text", "packing": False},
+    "dpo": {"train_sampling_strategy": "sequential"},
+    "kto": {"train_sampling_strategy": "sequential"},
+    "simpo": {"train_sampling_strategy": "sequential"},
+    "rloo": {"shuffle_dataset": False},
+}
+# The trainers of the preference algorithms (module, class) and the token lists that make up a
+# row's trained sequences after the trainer's own tokenization.
+PREFERENCE_TRAINERS = {
+    "dpo": ("trl", "DPOTrainer"),
+    "kto": ("trl", "KTOTrainer"),
+    "simpo": ("trl.experimental.cpo", "CPOTrainer"),
+}
+SEQUENCES = {
+    "dpo": ("prompt_ids", "chosen_ids", "prompt_ids", "rejected_ids"),
+    "kto": ("prompt_ids", "completion_ids"),
+    "simpo": ("chosen_input_ids", "rejected_input_ids"),
+}
+
+
+@dataclass
+class _Link:
+    """What a trainer of one link is built from."""
+
+    model: str
+    pool: str
+    rejected_pool: str | None
+    reward: dict[str, Any] | None
+    examples: int
+    done_before: int
+    seed: int
+    stage: str
+    net: Any
+    config: Any
+    tok: Any
+
+
+def _sft(link: _Link) -> tuple[Any, int | None]:
+    texts = select_examples(link.pool, link.examples, link.seed)
+    sft = sft_trainer_class()(model=link.net, args=link.config, processing_class=link.tok,
+                              train_dataset=tokenized(link.tok, texts, link.config.eos_token))
+    lengths = [len(ids) for ids in sft.train_dataset["input_ids"]]
+    return sft, int(sum(lengths[link.done_before:]) * link.config.num_train_epochs)
+
+
+def _preference(algorithm: str) -> Callable[[_Link], tuple[Any, int | None]]:
+    def build_trainer(link: _Link) -> tuple[Any, int | None]:
+        from datasets import Dataset
+
+        module, name = PREFERENCE_TRAINERS[algorithm]
+        cls = getattr(importlib.import_module(module), name)
+        make = preference.kto_rows if algorithm == "kto" else preference.pairs
+        rows = Dataset.from_dict(make(link.pool, link.rejected_pool, link.examples, link.seed))
+        # The reference is the stage's start model: loaded from `model` itself, since TRL would
+        # otherwise load the policy's own path, the previous link's checkpoint.
+        ref = {} if algorithm == "simpo" else {"ref_model": load_model(link.model)}
+        trainer = cls(model=link.net, args=link.config, processing_class=link.tok,
+                      train_dataset=rows, **ref)
+        _check_all_kept(trainer.train_dataset, len(rows), link, algorithm)
+        first = link.done_before * ROWS_PER_EXAMPLE.get(algorithm, 1)
+        tokens = sum(len(ids) for column in SEQUENCES[algorithm]
+                     for ids in trainer.train_dataset[column][first:])
+        return trainer, int(tokens * link.config.num_train_epochs)
+
+    return build_trainer
+
+
+def _check_all_kept(dataset, rows: int, link: _Link, algorithm: str) -> None:
+    """DPO and KTO drop examples whose prompt alone fills max_length; a dropped example would
+    shift every later one across batches, and chain links would no longer line up."""
+    if len(dataset) != rows:
+        raise ValueError(
+            f"{link.stage}.{algorithm}: {rows - len(dataset)} of {rows} training rows have "
+            f"prompts of max_length ({link.config.max_length}) tokens or more, which "
+            f"{algorithm.upper()} drops; raise {link.stage}.{algorithm}.max_length")
+
+
+def _rloo(link: _Link) -> tuple[Any, int | None]:
+    from datasets import Dataset
+    from trl import RLOOTrainer
+
+    trainer = RLOOTrainer(
+        model=link.net, reward_funcs=preference.reward_function(**link.reward),
+        args=link.config, processing_class=link.tok,
+        train_dataset=Dataset.from_dict(preference.rl_prompts(link.pool, link.examples,
+                                                              link.seed)))
+    # The sampled completions are known only after training (None: read from the trainer).
+    return trainer, None
+
+
+TRAINERS: dict[str, Callable[[_Link], tuple[Any, int | None]]] = {
+    "sft": _sft, "dpo": _preference("dpo"), "kto": _preference("kto"),
+    "simpo": _preference("simpo"), "rloo": _rloo,
+}
+
+
+def _check_arguments(algorithm: str, previous: str | None, rejected_pool: str | None,
+                     reward: dict[str, Any] | None) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    if (algorithm in PREFERENCE_TRAINERS) != (rejected_pool is not None):
+        raise ValueError(f"{algorithm}: a rejected_pool is needed by dpo, kto and simpo only, "
+                         f"got {rejected_pool!r}")
+    if (algorithm in ONLINE) != (reward is not None):
+        raise ValueError(f"{algorithm}: a reward is needed by rloo only, got {reward!r}")
+    if algorithm in ONLINE and previous is not None:
+        raise ValueError(f"{algorithm} samples its own completions: a cell cannot continue "
+                         f"another ({previous}); it trains from the stage's start model")
+
+
 def finetune(
     model: str,
     pool: str,
@@ -97,68 +221,78 @@ def finetune(
     gpus: int = 1,
     mem_mb: int | None = None,
     stage: str | None = None,
+    algorithm: str = "sft",
+    rejected_pool: str | None = None,
+    reward: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """SFT on the first `examples` examples of `pool`; save the final checkpoint at `out`.
+    """Fine-tune on the first `examples` examples of `pool`; save the final checkpoint at `out`.
 
     model: the model the stage starts from (a base or an aligned model), used when `previous`
-    is None. previous: the chain link this one continues, whose examples it does not repeat.
-    trainer: SFTConfig fields of the config (elasticity.trainer_config adds the owned ones).
-    gpus: the processes the job runs in, one per GPU (> 1: DeepSpeed ZeRO-3). mem_mb: the host
-    memory the job asked for (None, as by hand: not checked). stage: the config section
-    (align, invert) that error messages name.
+    is None, and the reference model of DPO and KTO. previous: the chain link this one
+    continues, whose examples it does not repeat. trainer: the algorithm's config-class fields
+    of the config (elasticity.trainer_config adds the owned ones). gpus: the processes the job
+    runs in, one per GPU (> 1: DeepSpeed ZeRO-3). mem_mb: the host memory the job asked for
+    (None, as by hand: not checked). stage: the config section (align, invert) that error
+    messages name. algorithm: one of trainer_config.ALGORITHMS. rejected_pool: the other pool,
+    whose examples are the rejected responses (dpo, kto, simpo). reward: rloo's reward,
+    {scorer, model, device, batch_size, cache, sign} (elasticity.preference.reward_function).
     """
     from accelerate.utils import broadcast_object_list
 
+    _check_arguments(algorithm, previous, rejected_pool, reward)
     stage = stage or "<stage>"
     start_dir = previous or model
     parameters = parameters_from_config(start_dir)
     check_memory(parameters, stage=stage, device=device, gpus=gpus, mem_mb=mem_mb)
     if previous is not None:
         check_continuable(previous, gpus, stage)
-    texts = select_examples(pool, examples, seed)
     done_before = _examples_of(previous)
     tok = load_tokenizer(model)
     scratch = scratch_dir(out)
     # The trainer's arguments before the model: under ZeRO-3 they make from_pretrained
     # partition the weights over the GPUs as it reads them, instead of every process holding
     # the whole model.
-    config = build("sft", trainer, output_dir=str(scratch), seed=seed, device=device,
-                   train_sampling_strategy="sequential", shuffle_dataset=False,
-                   save_strategy="steps", save_total_limit=1, dataset_text_field="text",
-                   packing=False, **deepspeed_fields(gpus))
+    config = build(algorithm, trainer, output_dir=str(scratch), seed=seed, device=device,
+                   save_strategy="steps", save_total_limit=1, **ORDER_FIELDS[algorithm],
+                   **deepspeed_fields(gpus))
     processes = config.distributed_state
     net = load_model(start_dir)
     # A checkpoint of a run on another number of GPUs cannot be resumed (check_continuable).
     job = dict(model=model, pool=pool, examples=examples, previous=previous, trainer=trainer,
-               device=device, seed=seed, gpus=gpus)
+               device=device, seed=seed, gpus=gpus, algorithm=algorithm,
+               rejected_pool=rejected_pool, reward=reward)
     # The first process alone inspects (and may clear) the scratch directory; the others
     # resume from what it found.
     found = [resumable_checkpoint(scratch, job) if processes.is_main_process else None]
     resume = broadcast_object_list(found)[0] or previous
-    sft = sft_trainer_class()(model=net, args=config, processing_class=tok,
-                              train_dataset=tokenized(tok, texts, config.eos_token))
-    lengths = [len(ids) for ids in sft.train_dataset["input_ids"]]
-    new_tokens = int(sum(lengths[done_before:]) * config.num_train_epochs)
-    log.info("SFT on examples %d-%d of %s (%d new tokens, %g epochs, %d process(es))%s",
-             done_before + 1, examples, pool, new_tokens, config.num_train_epochs,
+    link = _Link(model=model, pool=pool, rejected_pool=rejected_pool, reward=reward,
+                 examples=examples, done_before=done_before, seed=seed, stage=stage, net=net,
+                 config=config, tok=tok)
+    run, new_tokens = TRAINERS[algorithm](link)
+    log.info("%s on examples %d-%d of %s (%s new tokens, %g epochs, %d process(es))%s",
+             algorithm.upper(), done_before + 1, examples, pool,
+             "sampled" if new_tokens is None else new_tokens, config.num_train_epochs,
              processes.num_processes,
              f", continuing {previous}" if previous else f", starting from {model}")
     start = time.time()
-    result = sft.train(resume_from_checkpoint=resume)
+    result = run.train(resume_from_checkpoint=resume)
     metrics = {
+        "algorithm": algorithm,
         "examples": examples,
         "examples_trained_here": examples - done_before,
         "continued_from": previous,
         "parameters": parameters,
-        "train_tokens": new_tokens,
+        # Online RL: the prompt and completion tokens it sampled, as its trainer counts them.
+        "train_tokens": int(run.state.num_input_tokens_seen) if new_tokens is None
+        else new_tokens,
         "train_loss": round(float(result.training_loss), 4),
-        "steps": sft.state.global_step,
+        "steps": run.state.global_step,
         "wall_seconds": round(time.time() - start, 1),
     }
     # Every process has written its part of the final checkpoint (its ZeRO shard, RNG state).
     processes.wait_for_everyone()
     if processes.is_main_process:
-        final = final_checkpoint(scratch, sft.state.global_step)
+        final = final_checkpoint(scratch, run.state.global_step)
         log.info("done: %s", metrics)
         with atomic_path(out) as tmp:
             shutil.copytree(final, tmp)

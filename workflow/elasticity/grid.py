@@ -1,33 +1,49 @@
 """The grid, defined once: what a cell is, where its files live, and which models it needs.
 
-A cell's field names are at the same time the rules' wildcards, the results' columns and the
-config's names (`grid.positive`, `grid.seed`, ...). This module is the only code that knows the
-shape of the DAG: a base checkpoint, aligned on P positive examples, inverse-fine-tuned on N
-negative examples; and which links of a training chain continue which.
+A cell's field names are at the same time the results' columns and the config's names
+(`grid.positive`, `grid.seed`, ...), and, with one exception, the rules' wildcards: a path
+names the two fine-tuning volumes in the order they were trained (`pos200/neg20`: 200 positive
+examples, then 20 negative; `neg200/pos20`: the reverse order, Fig. 8), so the `order` field is
+read off the path. This module is the only code that knows the shape of the DAG: a base
+checkpoint, SFT on a first volume of one pool, a second stage (any algorithm) on the other pool;
+which cells each experiment takes; and which links of a training chain continue which.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 # The algorithm of a base-model cell, which is neither aligned nor inverted.
 BASE = "none"
+# The first stage (forward alignment) is SFT for every algorithm (App. B.2: reinforcement
+# learning cannot start from a pretrained model); the algorithms differ in the second stage.
+FIRST_STAGE_ALGORITHM = "sft"
+FORWARD, REVERSE = "forward", "reverse"
+ORDERS = (FORWARD, REVERSE)
 
-# Path templates relative to results/<name>/; placeholders are Cell fields (and the split).
+# Path templates relative to results/<name>/; placeholders are Cell.path_fields().
 SPLIT = "data/{split}.parquet"
 BASE_MODEL = "models/base/{model}/pt{pretrain_tokens}"
-ALIGNED_MODEL = ("models/{task}/{algorithm}/{model}/pt{pretrain_tokens}/pos{positive}/"
-                 "seed{seed}/aligned")
-INVERTED_MODEL = ("models/{task}/{algorithm}/{model}/pt{pretrain_tokens}/pos{positive}/"
-                  "neg{negative}/seed{seed}/inverted")
-CELL_DIR = ("cells/{task}/{model}/pt{pretrain_tokens}/{algorithm}/pos{positive}/neg{negative}/"
-            "seed{seed}")
+ALIGNED_MODEL = "models/{task}/sft/{model}/pt{pretrain_tokens}/{first}/seed{seed}/aligned"
+INVERTED_MODEL = ("models/{task}/{algorithm}/{model}/pt{pretrain_tokens}/{first}/{second}/"
+                  "seed{seed}/inverted")
+CELL_DIR = "cells/{task}/{model}/pt{pretrain_tokens}/{algorithm}/{first}/{second}/seed{seed}"
 
-# The two fine-tuning stages: the grid axis each trains along, and the pool it draws from.
-STAGES = {"align": "positive", "invert": "negative"}
+# The two fine-tuning stages (config sections `align`, `invert`) and the pool each trains on,
+# by order; STAGES is the forward order, the paper's main setting.
+ORDER_POOLS = {FORWARD: {"align": "positive", "invert": "negative"},
+               REVERSE: {"align": "negative", "invert": "positive"}}
+STAGES = ORDER_POOLS[FORWARD]
+POOL_PREFIX = {"positive": "pos", "negative": "neg"}
+_VOLUME = re.compile(r"(pos|neg)(\d+)")
+# The experiments whose cells are grid cells (`resistance` trains on its own data).
+GRID_EXPERIMENTS = ("rebound", "algorithms", "reverse", "kl_table")
 
 
 @dataclass(frozen=True, order=True)
@@ -41,11 +57,24 @@ class Cell:
     positive: int
     negative: int
     seed: int
+    order: str = FORWARD
 
     @classmethod
     def from_wildcards(cls, wildcards: Any) -> Cell:
-        """The cell of a job, from its wildcards (every field, as strings)."""
-        return cls(**{f.name: f.type_(wildcards[f.name]) for f in _FIELDS})
+        """The cell of a job, from its wildcards: every field but `order`, which the path's
+        `{first}` / `{second}` volumes give (an aligned model's job has no `{second}`)."""
+        values = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
+        if "first" in values:
+            first = _VOLUME.fullmatch(values.pop("first"))
+            second = _VOLUME.fullmatch(values.pop("second", "neg0" if first[1] == "pos"
+                                                  else "pos0"))
+            if first is None or second is None or first[1] == second[1]:
+                raise ValueError(f"no cell has the volumes {wildcards!r}: a path names one "
+                                 "pos<N> and one neg<N>")
+            order = FORWARD if first[1] == "pos" else REVERSE
+            values |= {"positive": (first if order == FORWARD else second)[2],
+                       "negative": (second if order == FORWARD else first)[2], "order": order}
+        return cls(**{f.name: f.type_(values[f.name]) for f in _FIELDS})
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Cell:
@@ -55,26 +84,50 @@ class Cell:
         """The cell's coordinates, as every results row carries them."""
         return {name: getattr(self, name) for name in COLUMNS}
 
+    def path_fields(self) -> dict[str, Any]:
+        """The cell's fields as its paths name them (the volumes in training order)."""
+        first, second = (ORDER_POOLS[self.order][stage] for stage in ("align", "invert"))
+        return {**self.row(),
+                "first": f"{POOL_PREFIX[first]}{getattr(self, first)}",
+                "second": f"{POOL_PREFIX[second]}{getattr(self, second)}"}
+
+    def wildcards(self) -> dict[str, Any]:
+        """The wildcards of the cell's per-cell jobs (generate, score, likelihood)."""
+        fields = self.path_fields()
+        return {k: fields[k] for k in ("task", "model", "pretrain_tokens", "algorithm",
+                                       "first", "second", "seed")}
+
+    def pool(self, stage: str) -> str:
+        """The pool (split) a fine-tuning stage of this cell trains on."""
+        return ORDER_POOLS[self.order][stage]
+
+    def volume(self, stage: str) -> int:
+        return getattr(self, self.pool(stage))
+
     @property
     def is_base(self) -> bool:
         return self.algorithm == BASE
 
     def directory(self) -> str:
-        return CELL_DIR.format(**self.row())
+        return CELL_DIR.format(**self.path_fields())
 
     def model_path(self) -> str:
-        """The model this cell evaluates: the base, the aligned (N = 0) or the inverted model."""
+        """The model this cell evaluates: the base, the aligned (second volume 0) or the
+        inverted model."""
         if self.is_base:
             return BASE_MODEL.format(**self.row())
-        if self.negative == 0:
-            return ALIGNED_MODEL.format(**self.row())
-        return INVERTED_MODEL.format(**self.row())
+        if self.volume("invert") == 0:
+            return ALIGNED_MODEL.format(**self.path_fields())
+        return INVERTED_MODEL.format(**self.path_fields())
 
     def base(self) -> Cell:
-        return dataclasses.replace(self, algorithm=BASE, positive=0, negative=0)
+        return dataclasses.replace(self, algorithm=BASE, positive=0, negative=0, order=FORWARD)
 
     def aligned(self) -> Cell:
-        return dataclasses.replace(self, negative=0)
+        """The cell of the model after the first stage (shared by every second-stage
+        algorithm)."""
+        return dataclasses.replace(self, algorithm=FIRST_STAGE_ALGORITHM,
+                                   **{self.pool("invert"): 0})
 
 
 @dataclass(frozen=True)
@@ -85,17 +138,20 @@ class _Field:
 
 _FIELDS = [_Field(f.name, {"str": str, "int": int}[f.type]) for f in dataclasses.fields(Cell)]
 COLUMNS = [f.name for f in _FIELDS]
-WILDCARD_PATTERNS = {f.name: (r"\d+" if f.type_ is int else None) for f in _FIELDS}
+# Wildcards that are not cell fields: the volumes in training order.
+PATH_WILDCARDS = {"first": r"(pos|neg)\d+", "second": r"(pos|neg)\d+"}
 
 
 def wildcard_constraints(config: dict[str, Any]) -> dict[str, str]:
     """Every wildcard constrained: numbers are digits, names are the config's names."""
-    names = {
-        "task": [config["task"]],
-        "model": sorted(config["models"]),
-        "algorithm": sorted({*config["grid"]["algorithm"], BASE}),
+    return {
+        "task": config["task"],
+        "model": "|".join(sorted(config["models"])),
+        "algorithm": "|".join(sorted({*algorithms(config), FIRST_STAGE_ALGORITHM, BASE})),
+        "pretrain_tokens": r"\d+",
+        "seed": r"\d+",
+        **PATH_WILDCARDS,
     }
-    return {k: (v if v is not None else "|".join(names[k])) for k, v in WILDCARD_PATTERNS.items()}
 
 
 def is_pretrained(config: dict[str, Any], model: str) -> bool:
@@ -112,18 +168,20 @@ def released_checkpoint(config: dict[str, Any], model: str, tokens: int) -> dict
     raise KeyError(f"models.{model} has no checkpoint with pretrain_tokens {tokens}")
 
 
+def size_base(config: dict[str, Any], model: str) -> tuple[str, int]:
+    """A model's base on the size axis: a scratch model at `size_axis.pretrain_tokens`, a
+    pretrained one at its only checkpoint (or, if it lists several, the one at that budget).
+    The other experiments take their models at the same base."""
+    tokens = config["grid"]["size_axis"]["pretrain_tokens"]
+    if is_pretrained(config, model):
+        released = [c["pretrain_tokens"] for c in config["models"][model]["checkpoints"]]
+        tokens = released[0] if len(released) == 1 else tokens
+    return model, tokens
+
+
 def size_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
-    """The bases of the size axis (Fig. 5): a scratch model at `size_axis.pretrain_tokens`, a
-    pretrained one at its only checkpoint (or, if it lists several, the one at that budget)."""
-    axis = config["grid"]["size_axis"]
-    found = []
-    for model in axis["model"]:
-        tokens = axis["pretrain_tokens"]
-        if is_pretrained(config, model):
-            released = [c["pretrain_tokens"] for c in config["models"][model]["checkpoints"]]
-            tokens = released[0] if len(released) == 1 else tokens
-        found.append((model, tokens))
-    return found
+    """The bases of the size axis (Fig. 5)."""
+    return [size_base(config, model) for model in config["grid"]["size_axis"]["model"]]
 
 
 def pretraining_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
@@ -133,9 +191,18 @@ def pretraining_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
     return [] if axis is None else [(axis["model"], t) for t in axis["pretrain_tokens"]]
 
 
+def experiment_bases(config: dict[str, Any], name: str) -> list[tuple[str, int]]:
+    """The base checkpoints an experiment's cells start from."""
+    if name == "rebound":
+        return sorted(set(size_bases(config)) | set(pretraining_bases(config)))
+    if name == "resistance":
+        return [size_base(config, config["resistance"]["model"])]
+    return [size_base(config, model) for model in config[name]["model"]]
+
+
 def bases(config: dict[str, Any]) -> list[tuple[str, int]]:
-    """The base checkpoints (model, pretrain_tokens) that enter the grid."""
-    return sorted(set(size_bases(config)) | set(pretraining_bases(config)))
+    """The base checkpoints (model, pretrain_tokens) the experiments start from."""
+    return sorted({b for name in config["experiments"] for b in experiment_bases(config, name)})
 
 
 def checkpoints(config: dict[str, Any]) -> list[tuple[str, int]]:
@@ -180,23 +247,80 @@ def previous_budget(config: dict[str, Any], model: str, tokens: int) -> int | No
     return max(earlier) if earlier else None
 
 
-def cells(config: dict[str, Any]) -> list[Cell]:
-    """Every cell of the grid, base-model cells included."""
-    grid = config["grid"]
-    out = []
-    for model, tokens in bases(config):
-        for seed in grid["seed"]:
+def experiment_grid(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """An experiment's axes: algorithm, positive, negative, seed, and its order. The rebound
+    grid is `grid`; the others have their own section (`algorithms`, `reverse`, `kl_table`),
+    whose volumes are in the order they are read: `reverse.negative` is the first stage's."""
+    if name == "rebound":
+        section = config["grid"]
+    else:
+        section = config[name]
+    return {"algorithm": section.get("algorithm", [FIRST_STAGE_ALGORITHM]),
+            "positive": section["positive"], "negative": section["negative"],
+            "seed": section["seed"], "order": REVERSE if name == "reverse" else FORWARD}
+
+
+def experiment_cells(config: dict[str, Any], name: str) -> list[Cell]:
+    """An experiment's cells, base-model cells included. A cell whose second volume is 0 is the
+    model after the first stage, which every algorithm shares: it is stored once, as `sft`."""
+    axes = experiment_grid(config, name)
+    out = set()
+    for model, tokens in experiment_bases(config, name):
+        for seed in axes["seed"]:
             base = Cell(config["task"], model, tokens, BASE, 0, 0, seed)
-            out.append(base)
-            out += [dataclasses.replace(base, algorithm=a, positive=p, negative=n)
-                    for a in grid["algorithm"] for p in grid["positive"]
-                    for n in grid["negative"]]
-    return out
+            out.add(base)
+            for algorithm in axes["algorithm"]:
+                for p in axes["positive"]:
+                    for n in axes["negative"]:
+                        cell = Cell(config["task"], model, tokens, algorithm, p, n, seed,
+                                    axes["order"])
+                        out.add(cell.aligned() if cell.volume("invert") == 0 else cell)
+    return sorted(out)
+
+
+# The config sections that decide the cells.
+_CELL_KEYS = ("task", "experiments", "models", "grid", *GRID_EXPERIMENTS)
+
+
+def cells(config: dict[str, Any]) -> list[Cell]:
+    """Every cell of the experiments the config runs, each once."""
+    return list(_cells(_cell_key(config)))
+
+
+def _cell_key(config: dict[str, Any]) -> str:
+    return json.dumps({k: config.get(k) for k in _CELL_KEYS}, sort_keys=True)
+
+
+@cache
+def _cells(key: str) -> tuple[Cell, ...]:
+    # Asked once per job while the DAG is built (chains): computed once per distinct config.
+    config = json.loads(key)
+    names = [n for n in config["experiments"] if n in GRID_EXPERIMENTS]
+    return tuple(sorted({c for n in names for c in experiment_cells(config, n)}))
+
+
+def algorithms(config: dict[str, Any]) -> list[str]:
+    """Every second-stage algorithm the experiments run."""
+    return sorted({c.algorithm for c in cells(config) if not c.is_base})
+
+
+# The experiments that read the sampled metric (Table 3 reads only the KL to the base).
+SAMPLED_EXPERIMENTS = ("rebound", "algorithms", "reverse")
+
+
+@cache
+def _cells_of(key: str, names: tuple[str, ...]) -> frozenset[Cell]:
+    config = json.loads(key)
+    return frozenset(c for n in names if n in config["experiments"]
+                     for c in experiment_cells(config, n))
 
 
 def sampled(config: dict[str, Any], cell: Cell) -> bool:
-    """Whether a cell gets the sampled metric: `generation.cells` lists, per grid field, the
-    values that do (base-model cells have no P or N, so only `seed` applies to them)."""
+    """Whether a cell gets the sampled metric: a cell of an experiment that reads it, whose
+    fields have values `generation.cells` lists (base-model cells have no P or N, so only
+    `seed` applies to them)."""
+    if cell not in _cells_of(_cell_key(config), SAMPLED_EXPERIMENTS):
+        return False
     for name, values in config["generation"]["cells"].items():
         if cell.is_base and name in STAGES.values():
             continue
@@ -206,9 +330,9 @@ def sampled(config: dict[str, Any], cell: Cell) -> bool:
 
 
 def trained_models(config: dict[str, Any], stage: str) -> Iterator[Cell]:
-    """The cells whose model a fine-tuning stage trains (aligned: N = 0; inverted: N > 0)."""
+    """The cells whose model a fine-tuning stage trains (first stage: second volume 0)."""
     for cell in cells(config):
-        if not cell.is_base and (cell.negative == 0) == (stage == "align"):
+        if not cell.is_base and (cell.volume("invert") == 0) == (stage == "align"):
             yield cell
 
 
@@ -220,9 +344,11 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
     if not is_pretrained(config, cell.model):
         part |= {"tokenizer": config["tokenizer"], "pretraining": config["pretraining"]}
     if not cell.is_base:
-        part["align"] = stage_slice(config, "align", cell.algorithm)
-        if cell.negative > 0:
+        part["align"] = stage_slice(config, "align", FIRST_STAGE_ALGORITHM)
+        if cell.volume("invert") > 0:
             part["invert"] = stage_slice(config, "invert", cell.algorithm)
+            if cell.algorithm in REWARDED:
+                part["reward"] = config["scoring"]
     if through == "likelihood":
         part["likelihood"] = config["likelihood"]
         return part
@@ -231,6 +357,12 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
     if through == "score":
         part["scoring"] = config["scoring"]
     return part
+
+
+# Second-stage algorithms that train on pairs of the stage's pool (chosen) and the other pool
+# (rejected), and those whose reward is the task's scorer (online RL).
+PAIRED = ("dpo", "kto", "simpo")
+REWARDED = ("rloo",)
 
 
 def stage_slice(config: dict[str, Any], stage: str, algorithm: str) -> dict[str, Any]:

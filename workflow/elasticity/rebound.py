@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from elasticity.aggregate import SUMMARY_COLUMNS
+from elasticity.aggregate import read_experiment
 from elasticity.grid import BASE
-from elasticity.io import atomic_path, read_json, read_parquet
+from elasticity.io import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,10 @@ def _pool_lines(grid, split_scores: str, metric: str) -> str:
 
 
 def rebound(summary: str, split_scores: str, out: str, *, task: str, metric: str,
-            interval: float) -> None:
+            interval: float, experiment_cells: list[dict[str, Any]]) -> None:
     """Fig. 4 analog: the metric vs N, one line per P, a panel per base checkpoint."""
     sns = _setup()
-    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    cells = read_experiment(summary, experiment_cells)
     cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
     aligned, base = cells[cells["algorithm"] != BASE], cells[cells["algorithm"] == BASE]
     grid = sns.relplot(data=aligned, x="negative", y=metric,
@@ -101,10 +101,11 @@ def rebound(summary: str, split_scores: str, out: str, *, task: str, metric: str
 
 
 def by_axis(summary: str, split_scores: str, out: str, *, task: str, metric: str, hue: str,
-            bases: list[dict[str, Any]], title: str, interval: float) -> None:
+            bases: list[dict[str, Any]], title: str, interval: float,
+            experiment_cells: list[dict[str, Any]]) -> None:
     """Fig. 5/6 analog: score vs N, one line per base of the axis, a panel per P."""
     sns = _setup()
-    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    cells = read_experiment(summary, experiment_cells)
     wanted = pd.DataFrame(bases)
     cells = cells[cells["task"] == task].merge(wanted, on=["model", "pretrain_tokens"])
     if hue == "model":
@@ -124,12 +125,13 @@ def by_axis(summary: str, split_scores: str, out: str, *, task: str, metric: str
     _save(grid, out, f"{title} (bands: {interval:g}% interval over seeds{pools})")
 
 
-def compression(summary: str, out: str, *, task: str, interval: float) -> None:
+def compression(summary: str, out: str, *, task: str, interval: float,
+                experiment_cells: list[dict[str, Any]]) -> None:
     """Bits per token on the three held-out sets along the inverse chains: a row per set, a
     panel per base, a line per P (the dashed line: the base model). Theorem 4.2 predicts the
     pretraining row falling and the alignment (positive) row rising as N grows."""
     sns = _setup()
-    cells = read_parquet(summary, SUMMARY_COLUMNS)
+    cells = read_experiment(summary, experiment_cells)
     cells = cells[cells["task"] == task].assign(base=lambda f: _base_label(f))
     long = cells.melt(id_vars=["base", "algorithm", "positive", "negative", "seed"],
                       value_vars=list(COMPRESSION_LABELS), var_name="held_out",

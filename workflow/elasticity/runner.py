@@ -48,6 +48,13 @@ STEPS = {
     "plot_axis": "elasticity.rebound:by_axis",
     "plot_compression": "elasticity.rebound:compression",
     "analyze": "elasticity.analysis:analyze",
+    "plot_algorithms": "elasticity.ablations:plot_algorithms",
+    "plot_algorithm_sizes": "elasticity.ablations:plot_algorithm_sizes",
+    "plot_reverse": "elasticity.ablations:plot_reverse",
+    "ablation_claims": "elasticity.ablations:claims",
+    "kl_table": "elasticity.kl_table:kl_table",
+    "resistance": "elasticity.resistance:resistance",
+    "resistance_table": "elasticity.resistance:table",
 }
 # The steps that reach a network: the hub download (login node) and the pip downloads. Every
 # other step runs with the hubs offline.
@@ -59,7 +66,9 @@ PRELOAD = [
     "snakemake.cli", "elasticity.runner", "torch", "pandas", "pyarrow.parquet", "datasets",
     "transformers.models.llama.modeling_llama", "transformers.models.auto.modeling_auto",
     "transformers.tokenization_utils_fast", "transformers.generation.utils",
-    "transformers.trainer", "trl.trainer.sft_trainer", "vaderSentiment.vaderSentiment",
+    "transformers.trainer", "trl.trainer.sft_trainer", "trl.trainer.dpo_trainer",
+    "trl.trainer.kto_trainer", "trl.experimental.cpo.cpo_trainer", "trl.trainer.rloo_trainer",
+    "vaderSentiment.vaderSentiment",
     "matplotlib.pyplot", "seaborn",
     # The steps themselves: jobs run the code the run started with, even if it is edited meanwhile.
     *sorted({spec.split(":")[0] for spec in STEPS.values()}),
@@ -166,6 +175,8 @@ def run_step(step: str, kwargs: dict[str, Any], log: str, threads: int = 1,
     # can tell is stale.
     recovery.private_mp_tempdir()
     context = multiprocessing.get_context("forkserver")
+    # SimPO is TRL's experimental CPO trainer, a known choice: no warning at every preload.
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     context.set_forkserver_preload(PRELOAD)
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         pool.submit(_child, step, kwargs, log, threads).result()

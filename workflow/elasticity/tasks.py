@@ -6,9 +6,9 @@ two responses, each flagged safe or not) or `PKU-Alignment/BeaverTails` (one res
 
 Both read the dataset's snapshot from the hub cache (`elasticity.hub.local_snapshot`, offline)
 and load a split with `datasets`, so the repo's own README `configs:` decide which files form
-which split, as on the Hub. They write the split files of `elasticity.data.prepare` (SPLITS,
-the same columns) and summary.json; the parquet files record the dataset's id, revision and
-resolved commit. See README "Hub data" for how the pools and prompts are drawn.
+which split, as on the Hub. They write the split files of `elasticity.data.prepare`
+(`split_names`, the same columns) and summary.json; the parquet files record the dataset's id,
+revision and resolved commit. See README "Hub data" for how the pools and prompts are drawn.
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from elasticity.data import PROMPT_COLUMNS, PROMPTED, SPLIT_COLUMNS, SPLITS, add_prompts
+from elasticity.data import (
+    PROMPT_COLUMNS,
+    PROMPTED,
+    RESISTANCE,
+    SPLIT_COLUMNS,
+    add_prompts,
+    resistance_source_problems,
+    split_names,
+)
 from elasticity.hub import local_snapshot, verify_snapshot
 from elasticity.io import write_json, write_parquet
 
@@ -53,17 +61,19 @@ def prepare_imdb(
     eval_prompts: int,
     prompt_words: list[int],
     pretrain_eval: int,
+    resistance: dict[str, Any] | None = None,
 ) -> None:
     """Step `prepare_imdb`: the IMDb reviews of source["train_split"] form the pools (label 1
     positive, 0 negative), their held-out sets and the pretraining text; prompts are the first
-    prompt_words words of source["test_split"] reviews.
+    prompt_words words of source["test_split"] reviews. The resistance split (`resistance`, i.e.
+    data.resistance) holds its `examples` out of what would be pretraining text.
 
     The keyword arguments are the config's `data` section (without the sentiment task's
     polarity_threshold: IMDb's labels are binary) and hub.cache."""
     _prepare(out_dir, cache=cache, source=source, examples=_imdb_examples, group="review text",
              prompts=lambda frame, rng: add_prompts(frame, rng, tuple(prompt_words)),
              split_seed=split_seed, pools=pools, heldout=heldout, eval_prompts=eval_prompts,
-             prompt_words=prompt_words, pretrain_eval=pretrain_eval)
+             prompt_words=prompt_words, pretrain_eval=pretrain_eval, resistance=resistance)
 
 
 def prepare_safety(
@@ -77,11 +87,14 @@ def prepare_safety(
     eval_prompts: int,
     prompt_words: list[int],
     pretrain_eval: int,
+    resistance: dict[str, Any] | None = None,
 ) -> None:
     """Step `prepare_safety`: each (prompt, response) of source["train_split"] is an example,
     safe ones in the positive pool, unsafe ones in the negative; the held-out sets use prompts
     the pools do not; eval prompts are distinct prompts of source["test_split"], none of which
-    appears in any training split. Text and prompt follow SAFETY_TEMPLATE.
+    appears in any training split; the resistance split (`resistance`, i.e. data.resistance)
+    holds its `examples` out of what would be pretraining text. Text and prompt follow
+    SAFETY_TEMPLATE.
 
     The keyword arguments are the config's `data` section (without the sentiment task's
     polarity_threshold) and hub.cache; prompt_words belongs to the review tasks (a safety
@@ -89,14 +102,15 @@ def prepare_safety(
     _prepare(out_dir, cache=cache, source=source, examples=_safety_examples,
              group="user prompt", prompts=_count_prompt_words, split_seed=split_seed, pools=pools,
              heldout=heldout, eval_prompts=eval_prompts, prompt_words=prompt_words,
-             pretrain_eval=pretrain_eval)
+             pretrain_eval=pretrain_eval, resistance=resistance)
 
 
 def _prepare(out_dir: str, *, cache: str, source: dict[str, Any],
              examples: Callable[[pd.DataFrame, str, str], pd.DataFrame], group: str,
              prompts: Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame],
              split_seed: int, pools: dict[str, int], heldout: int, eval_prompts: int,
-             prompt_words: list[int], pretrain_eval: int) -> None:
+             prompt_words: list[int], pretrain_eval: int,
+             resistance: dict[str, Any] | None) -> None:
     snapshot = local_snapshot(source["id"], source["revision"], cache, "dataset")
     verify_snapshot(snapshot)
     loaded = _load_splits(snapshot, source)
@@ -108,10 +122,11 @@ def _prepare(out_dir: str, *, cache: str, source: dict[str, Any],
     splits, dropped["train_in_test"] = _make_splits(
         made["train_split"], made["test_split"], prompts, seed=split_seed, pools=pools,
         heldout=heldout, eval_prompts=eval_prompts, pretrain_eval=pretrain_eval, group=group,
-        where={key: where for key, (_, where) in loaded.items()})
+        where={key: where for key, (_, where) in loaded.items()}, resistance=resistance)
     params = dict(source={**source, "commit": snapshot.name}, split_seed=split_seed,
                   pools=pools, heldout=heldout, eval_prompts=eval_prompts,
-                  prompt_words=prompt_words, pretrain_eval=pretrain_eval)
+                  prompt_words=prompt_words, pretrain_eval=pretrain_eval,
+                  resistance=resistance)
     summary = {}
     for name, frame in splits.items():
         frame = frame[PROMPT_COLUMNS if name in PROMPTED else SPLIT_COLUMNS]
@@ -251,9 +266,11 @@ def _make_splits(
     pretrain_eval: int,
     group: str,
     where: dict[str, str],
+    resistance: dict[str, Any] | None,
 ) -> tuple[dict[str, pd.DataFrame], int]:
     """Disjoint, seeded splits, and how many train examples were dropped for sharing their
-    `group` with the test split.
+    `group` with the test split. With `resistance` (data.resistance) its `examples` are drawn
+    from what would otherwise be pretraining text.
 
     Settings the examples cannot satisfy raise one ValueError that lists every problem, each
     naming its config key and the counts."""
@@ -265,7 +282,8 @@ def _make_splits(
     train = train.iloc[rng.permutation(len(train))].reset_index(drop=True)
     overlap = (f" (after dropping {int(in_test.sum())} whose {group} is also in "
                "data.dataset.test_split)" if in_test.any() else "")
-    problems = []
+    problems = resistance_source_problems(resistance, hub=True)
+    held_out = 0 if resistance is None else resistance["examples"]
     taken: dict[str, list[int]] = {}
     sides = {"positive": train.index[train["rating"] > 0],
              "negative": train.index[train["rating"] < 0]}
@@ -287,20 +305,25 @@ def _make_splits(
         taken[f"{name}_eval"] = free[:heldout]
     used = set().union(*map(set, taken.values()))
     rest = [i for i in train.index if i not in used]
-    if not problems and pretrain_eval >= len(rest):
-        problems.append(f"data.pretrain_eval ({pretrain_eval}) leaves no pretraining text: "
-                        f"only {len(rest)} examples of {where['train_split']} remain after the "
-                        "pools and held-out sets")
+    if not problems and held_out + pretrain_eval >= len(rest):
+        keys = (f"data.resistance.examples ({held_out}) and data.pretrain_eval "
+                f"({pretrain_eval}) leave" if held_out else
+                f"data.pretrain_eval ({pretrain_eval}) leaves")
+        problems.append(f"{keys} no pretraining text: only {len(rest)} examples of "
+                        f"{where['train_split']} remain after the pools and held-out sets")
     if eval_prompts > len(test):
         problems.append(f"data.eval_prompts ({eval_prompts}) asks for more prompts than the "
                         f"{len(test)} distinct ones in {where['test_split']}")
     if problems:
         raise ValueError("\n".join(problems))
     pick = rng.permutation(len(rest))
-    taken["pretrain_eval"] = [rest[i] for i in pick[:pretrain_eval]]
-    taken["pretrain"] = [rest[i] for i in sorted(pick[pretrain_eval:])]
+    if resistance is not None:
+        taken[RESISTANCE] = [rest[i] for i in pick[:held_out]]
+    taken["pretrain_eval"] = [rest[i] for i in pick[held_out:held_out + pretrain_eval]]
+    taken["pretrain"] = [rest[i] for i in sorted(pick[held_out + pretrain_eval:])]
     splits = {name: train.loc[idx].reset_index(drop=True) for name, idx in taken.items()}
     splits["prompts"] = test.iloc[:eval_prompts].reset_index(drop=True)
     for name in PROMPTED:
-        splits[name] = prompts(splits[name], rng)
-    return {name: splits[name] for name in SPLITS}, int(in_test.sum())
+        if name in splits:
+            splits[name] = prompts(splits[name], rng)
+    return {name: splits[name] for name in split_names(resistance)}, int(in_test.sum())

@@ -1,9 +1,10 @@
 """Trainer sections of the config: the trainers' own field names, passed straight through.
 
-A stage section (`align.sft`, `invert.sft`, `pretraining.trainer`) holds fields of the trainer's
-config class (TRL's `SFTConfig`, transformers' `TrainingArguments`). Validation checks every
-name against the class itself; the workflow adds the fields it must own (where checkpoints go,
-the seed, the data order) and refuses them in the config.
+A stage section (`align.sft`, `invert.dpo`, `pretraining.trainer`, ...) holds fields of the
+trainer's config class (TRL's `SFTConfig`, `DPOConfig`, `KTOConfig`, `CPOConfig` for SimPO,
+`RLOOConfig`; transformers' `TrainingArguments`). Validation checks every name against the class
+itself; the workflow adds the fields it must own (where checkpoints go, the seed, the data order,
+what makes an algorithm the one it is named after) and refuses them in the config.
 
 Importing TRL costs seconds, and the config is validated at every workflow start: each class's
 field names and defaults are read once per installed library version and kept in
@@ -17,6 +18,7 @@ import difflib
 import enum
 import importlib
 import tempfile
+import warnings
 from functools import cache
 from typing import Any
 
@@ -25,10 +27,17 @@ from elasticity.checkcache import cached_problems, cached_value, library_version
 # Config key of a trainer section -> its config class (module, class, the library it ships in).
 CLASSES = {
     "sft": ("trl", "SFTConfig", "trl"),
+    "dpo": ("trl", "DPOConfig", "trl"),
+    "kto": ("trl", "KTOConfig", "trl"),
+    # SimPO is CPOTrainer's `simpo` loss without CPO's NLL term (FIXED); TRL keeps CPO among its
+    # experimental trainers.
+    "simpo": ("trl.experimental.cpo", "CPOConfig", "trl"),
+    # TRL 1.16 has no PPO trainer; RLOO is its online RL with a reward function.
+    "rloo": ("trl", "RLOOConfig", "trl"),
     "trainer": ("transformers", "TrainingArguments", "transformers"),
 }
 # The fine-tuning algorithms with an implementation (one rule per algorithm and stage).
-ALGORITHMS = ("sft",)
+ALGORITHMS = ("sft", "dpo", "kto", "simpo", "rloo")
 # Fields the workflow sets itself: where resumable checkpoints go, the seed of the cell, the
 # device of the stage, the data order (the seeded permutation, never reshuffled), the length of
 # training (token budgets, example volumes), and how saving works (a link's output is its
@@ -57,8 +66,33 @@ OWNED = {
 OWNED_BY_PRETRAINING = {
     "num_train_epochs": "pretraining length comes from the token budgets",
 }
+_REFERENCE = ("the reference model is the stage's start model (the aligned model) for every "
+              "chain link; a synced reference would differ between a link and a direct run")
+# Fields owned for one kind of section only, on top of OWNED.
+OWNED_BY_KIND = {
+    "trainer": OWNED_BY_PRETRAINING,
+    "dpo": {"sync_ref_model": _REFERENCE},
+    "kto": {"sync_ref_model": _REFERENCE},
+    "simpo": {
+        "loss_type": "the simpo algorithm is CPOTrainer's `simpo` loss",
+        "cpo_alpha": "SimPO has no NLL term; cpo_alpha > 0 would add CPO's NLL on the chosen "
+                     "responses",
+    },
+    "rloo": {
+        "reward_weights": "the reward is the workflow's one function: the stage's scorer, signed "
+                          "by the stage's pool",
+    },
+}
+# Values that make an algorithm the one it is named after.
+FIXED = {"simpo": {"loss_type": "simpo", "cpo_alpha": 0.0}}
+# Config rows (trainer examples) per grid example: KTO trains each pair as two unpaired rows.
+ROWS_PER_EXAMPLE = {"kto": 2}
+# Algorithms that sample their own completions: a cell is no prefix of a larger one's run.
+ONLINE = ("rloo",)
 # Values the workflow supplies unless a section sets them: quiet logs, no trackers.
 DEFAULTS = {"report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 0}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
@@ -73,7 +107,10 @@ def _jsonable(value: Any) -> Any:
 
 def _config_class(kind: str):
     module, name, _ = CLASSES[kind]
-    return getattr(importlib.import_module(module), name)
+    with warnings.catch_warnings():
+        # CPO's place among TRL's experimental trainers is a known choice, not news for every job.
+        warnings.filterwarnings("ignore", message="You are importing from 'trl.experimental'")
+        return getattr(importlib.import_module(module), name)
 
 
 @cache
@@ -90,20 +127,29 @@ def class_fields(kind: str) -> dict[str, Any]:
 
 def with_class_defaults(kind: str, section: dict[str, Any]) -> dict[str, Any]:
     """A section completed with the class's own defaults (what the trainer will use)."""
-    return {**class_fields(kind), **DEFAULTS, **section}
+    return {**class_fields(kind), **DEFAULTS, **section, **FIXED.get(kind, {})}
 
 
 def effective_batch(section: dict[str, Any]) -> int:
-    """Examples per optimizer step on one device."""
+    """Trainer examples (rows) per optimizer step on one device."""
     return int(section["per_device_train_batch_size"]) * int(
         section["gradient_accumulation_steps"])
+
+
+def examples_per_step(algorithm: str, section: dict[str, Any]) -> int | None:
+    """Grid examples (units of P and N) one optimizer step consumes on one device; None for an
+    online algorithm, which samples its own completions, so every cell trains on its own."""
+    if algorithm in ONLINE:
+        return None
+    rows = effective_batch(with_class_defaults(algorithm, section))
+    return rows // ROWS_PER_EXAMPLE.get(algorithm, 1)
 
 
 def section_problems(key: str, kind: str, section: dict[str, Any]) -> list[str]:
     """What is wrong with a trainer section, each naming its key: unknown fields (with the
     closest valid one), fields the workflow owns, values the class itself refuses."""
     known = class_fields(kind)
-    owned = {**OWNED, **(OWNED_BY_PRETRAINING if kind == "trainer" else {})}
+    owned = {**OWNED, **OWNED_BY_KIND.get(kind, {})}
     problems = []
     for name in section:
         if name in owned:
@@ -113,7 +159,26 @@ def section_problems(key: str, kind: str, section: dict[str, Any]) -> list[str]:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             problems.append(f"{key}.{name} is not a field of {CLASSES[kind][1]}{hint}")
+    if kind == "kto" and not problems:
+        problems = _kto_batch_problems(key, with_class_defaults(kind, section))
     return problems or _construct_problems(key, kind, section)
+
+
+def _kto_batch_problems(key: str, section: dict[str, Any]) -> list[str]:
+    """KTO trains a pair as two consecutive rows (desirable, undesirable): a step must take whole
+    pairs, or a chain link would end inside one. KTOTrainer estimates the KL term of its losses
+    (all but `apo_zero_unpaired`) from the other rows of a device batch: two at least."""
+    problems = []
+    rows = effective_batch(section)
+    if rows % 2:
+        problems.append(f"{key}: per_device_train_batch_size x gradient_accumulation_steps is "
+                        f"{rows}; KTO trains each example as two rows (desirable, undesirable), "
+                        "so a step must take an even number of rows")
+    if (int(section["per_device_train_batch_size"]) < 2
+            and section["loss_type"] != "apo_zero_unpaired"):
+        problems.append(f"{key}.per_device_train_batch_size must be at least 2: KTOTrainer "
+                        "estimates its KL term from the other rows of a batch")
+    return problems
 
 
 def _construct_problems(key: str, kind: str, section: dict[str, Any]) -> list[str]:
@@ -136,5 +201,5 @@ def build(kind: str, section: dict[str, Any], *, output_dir: str, seed: int, dev
           **owned: Any):
     """The trainer's config object: workflow defaults, then the section, then owned fields."""
     cls = _config_class(kind)
-    return cls(**{**DEFAULTS, **section, "output_dir": output_dir, "seed": seed,
-                  "use_cpu": device == "cpu", **owned})
+    return cls(**{**DEFAULTS, **section, **FIXED.get(kind, {}), "output_dir": output_dir,
+                  "seed": seed, "use_cpu": device == "cpu", **owned})

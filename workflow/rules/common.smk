@@ -9,7 +9,7 @@ from elasticity import chains, grid
 from elasticity import config as cfg
 from elasticity.configfile import load_yaml, merge
 from elasticity.fingerprint import code_fingerprint
-from elasticity.data import SPLITS as DATA_SPLITS
+from elasticity.data import split_names
 from elasticity.grid import Cell
 from elasticity.likelihood import COMPRESSION_SETS
 from elasticity.provenance import config_hash
@@ -56,8 +56,9 @@ onstart:
 
 
 if MAIN:
-    for _stage in grid.STAGES:
-        for _algorithm in config["grid"]["algorithm"]:
+    for _stage, _algorithms in (("align", [grid.FIRST_STAGE_ALGORITHM]),
+                                ("invert", grid.algorithms(config))):
+        for _algorithm in _algorithms:
             logger.info(f"{_stage} ({_algorithm}): "
                         f"{chains.chaining(config, _stage, _algorithm)[1]}")
 
@@ -78,7 +79,7 @@ LOGS = f"logs/{config['name']}"
 THREADS = config["compute"]["threads"]
 SDIST = cfg.sdist_path(config)
 SPLIT = f"{OUT}/{grid.SPLIT}"
-SPLITS = list(DATA_SPLITS)
+SPLITS = list(split_names(config["data"]["resistance"]))
 LIKELIHOOD_SETS = COMPRESSION_SETS
 TOKENIZER = f"{OUT}/models/tokenizer"
 BASE_MODEL = f"{OUT}/{grid.BASE_MODEL}"
@@ -92,11 +93,18 @@ HUB_CACHE = config["hub"]["cache"]
 # One manifest per hub repository and revision: what prefetch resolved (the commit) and where.
 HUB_MANIFEST = f"{OUT}/hub/{{repo_type}}/{{repo_id}}/{{revision}}.json"
 WHEEL = "downloads/wheels/{package}/{version}.whl"
-# Experiment name -> the files `all` builds for it (each experiment's rule file adds its own).
+# Experiment name -> the files `all` builds for it (each experiment's rule file adds its own),
+# and the claims file of each experiment besides rebound (the analysis appends them to its
+# claims table).
 EXPERIMENT_TARGETS = {}
+EXPERIMENT_CLAIMS = {}
+# The metrics the figures are drawn for (summary columns): the sampled one and the margin.
+FIGURE_METRICS = ["positive_rate", "margin"]
+FIGURE = f"{OUT}/figures/{{metric}}/{{figure}}.png"
 
 
 wildcard_constraints:
+    metric="|".join(FIGURE_METRICS),
     split="|".join(SPLITS),
     repo_type="model|dataset",
     repo_id=r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?",
@@ -110,8 +118,8 @@ def at(path: str) -> str:
     return f"{OUT}/{path}"
 
 
-def cell_of(wildcards, **fixed) -> Cell:
-    return Cell.from_wildcards({**dict(wildcards.items()), **fixed})
+def cell_of(wildcards) -> Cell:
+    return Cell.from_wildcards(wildcards)
 
 
 def likelihood_models(w) -> dict[str, str]:
@@ -124,7 +132,7 @@ def device_section(rule: str) -> str | None:
     """The config section whose `device` a rule's jobs run on (None: no model, the CPU)."""
     if rule.startswith(("align_", "invert_")):
         return rule.split("_")[0]
-    return {"pretrain": "pretraining", "generate": "generation", "likelihood": "likelihood",
+    return {"pretrain": "pretraining", "resistance": "align", "generate": "generation", "likelihood": "likelihood",
             "score": "scoring", "score_splits": "scoring"}.get(rule)
 
 
@@ -147,6 +155,12 @@ def released_inputs(w) -> dict[str, str]:
     if "gguf" in entry:
         return {"wheel": WHEEL.format(**entry["gguf"])}
     return {}
+
+
+def resistance_base(w=None) -> str:
+    """θ0 of the resistance experiment: its model at its size-axis base."""
+    model, tokens = grid.size_base(config, config["resistance"]["model"])
+    return BASE_MODEL.format(model=model, pretrain_tokens=tokens)
 
 
 def scorer_inputs(w=None) -> dict[str, str]:
@@ -175,17 +189,46 @@ def previous_checkpoint(w) -> list[str]:
 
 
 def link(stage: str, algorithm: str):
-    """Input function of a fine-tuning link: the model the stage starts from and, in a chain,
-    the previous link it continues."""
+    """Input function of a fine-tuning link: the model the stage starts from, in a chain the
+    previous link it continues, the pool it trains on and, for preference algorithms, the
+    other pool (its responses are the rejected ones)."""
 
     def inputs(w) -> dict[str, object]:
-        cell = cell_of(w, algorithm=algorithm, **({"negative": 0} if stage == "align" else {}))
+        cell = link_cell(w, stage, algorithm)
         previous = chains.previous_link(config, cell, stage)
-        return {"start": at(chains.start_model(cell, stage).model_path()),
-                "previous": [at(previous.model_path())] if previous else []}
+        found = {"start": at(chains.start_model(cell, stage).model_path()),
+                 "previous": [at(previous.model_path())] if previous else [],
+                 "pool": SPLIT.format(split=cell.pool(stage))}
+        if algorithm in grid.PAIRED:
+            found["rejected"] = SPLIT.format(split=cell.pool("align" if stage == "invert"
+                                                             else "invert"))
+        return found
 
     return inputs
 
 
+def link_cell(w, stage: str, algorithm: str) -> Cell:
+    """The cell a training job makes (a first-stage job's path has no second volume)."""
+    return Cell.from_wildcards({**dict(w.items()), "algorithm": algorithm})
+
+
+# The params of a fine-tuning rule that go to the `finetune` step as they are.
+FINETUNE_PARAMS = ["examples", "previous", "algorithm", "trainer", "device", "gpus", "seed"]
+
+
 def previous_link_path(stage: str, algorithm: str):
     return lambda w, input: input.previous[0] if input.previous else None
+
+
+def reward(stage: str, algorithm: str):
+    """The reward of an online-RL link: the task's scorer, signed towards the stage's pool (the
+    inverse stage of the forward order rewards negative text)."""
+    if algorithm not in grid.REWARDED:
+        return lambda w: None
+
+    def settings(w) -> dict[str, object]:
+        sign = 1 if link_cell(w, stage, algorithm).pool(stage) == "positive" else -1
+        return {**{k: config["scoring"][k] for k in ("scorer", "model", "device", "batch_size")},
+                "cache": HUB_CACHE, "sign": sign}
+
+    return settings

@@ -10,9 +10,6 @@ localrules:
     analyze,
 
 
-# The metrics the Fig. 4-6 analogs are drawn for (summary columns).
-FIGURE_METRICS = ["positive_rate", "margin"]
-FIGURE = f"{OUT}/figures/{{metric}}/{{figure}}.png"
 # Fig. 6 needs a pretraining axis (`grid.pretraining_axis` may be null).
 AXIS_FIGURES = ["fig4_rebound", "fig5_size"] + (
     ["fig6_pretraining"] if grid.pretraining_bases(config) else [])
@@ -29,8 +26,9 @@ EXPERIMENT_TARGETS["rebound"] = [SUMMARY, BASE_TABLE, SPLIT_SCORES, *REBOUND_FIG
                                  COMPRESSION_FIGURE, CLAIMS, CLAIMS_TABLE, LANDING]
 
 
-wildcard_constraints:
-    metric="|".join(FIGURE_METRICS),
+# The summary holds every experiment's cells; rebound's steps read its own.
+REBOUND_CELLS = [c.row() for c in grid.experiment_cells(config, "rebound")]
+
 
 
 rule plot_rebound:
@@ -44,12 +42,14 @@ rule plot_rebound:
     params:
         task=config["task"],
         interval=config["rebound"]["interval"],
+        cells=REBOUND_CELLS,
         code=CODE["plot_rebound"],
     log:
         f"{LOGS}/rebound/fig4_rebound_{{metric}}.log",
     run:
         step("plot_rebound", log, summary=input.summary, split_scores=input.split_scores,
-             out=output[0], task=params.task, metric=wildcards.metric, interval=params.interval)
+             out=output[0], task=params.task, metric=wildcards.metric, interval=params.interval,
+             experiment_cells=params.cells)
 
 
 rule plot_size:
@@ -63,6 +63,7 @@ rule plot_size:
         task=config["task"],
         bases=[dict(model=m, pretrain_tokens=t) for m, t in grid.size_bases(config)],
         interval=config["rebound"]["interval"],
+        cells=REBOUND_CELLS,
         code=CODE["plot_axis"],
     log:
         f"{LOGS}/rebound/fig5_size_{{metric}}.log",
@@ -70,7 +71,8 @@ rule plot_size:
         bases = params.bases
         step("plot_axis", log, summary=input.summary, split_scores=input.split_scores,
              out=output[0], task=params.task, metric=wildcards.metric, hue="model", bases=bases,
-             title="Rebound by model size", interval=params.interval)
+             title="Rebound by model size", interval=params.interval,
+             experiment_cells=params.cells)
 
 
 rule plot_pretraining:
@@ -85,6 +87,7 @@ rule plot_pretraining:
         task=config["task"],
         bases=[dict(model=m, pretrain_tokens=t) for m, t in grid.pretraining_bases(config)],
         interval=config["rebound"]["interval"],
+        cells=REBOUND_CELLS,
         code=CODE["plot_axis"],
     log:
         f"{LOGS}/rebound/fig6_pretraining_{{metric}}.log",
@@ -92,7 +95,8 @@ rule plot_pretraining:
         bases = params.bases
         step("plot_axis", log, summary=input.summary, split_scores=input.split_scores,
              out=output[0], task=params.task, metric=wildcards.metric, hue="pretrain_tokens", bases=bases,
-             title="Rebound by pretraining volume", interval=params.interval)
+             title="Rebound by pretraining volume", interval=params.interval,
+             experiment_cells=params.cells)
 
 
 rule plot_compression:
@@ -103,12 +107,13 @@ rule plot_compression:
     params:
         task=config["task"],
         interval=config["rebound"]["interval"],
+        cells=REBOUND_CELLS,
         code=CODE["plot_compression"],
     log:
         f"{LOGS}/rebound/compression.log",
     run:
         step("plot_compression", log, summary=input[0], out=output[0], task=params.task,
-             interval=params.interval)
+             interval=params.interval, experiment_cells=params.cells)
 
 
 rule analyze:
@@ -117,6 +122,8 @@ rule analyze:
         bases=BASE_TABLE,
         tokenizer=TOKENIZER,
         positive=SPLIT.format(split="positive"),
+        experiment_claims=lambda w: [EXPERIMENT_CLAIMS[name] for name in config["experiments"]
+                                     if name in EXPERIMENT_CLAIMS],
     output:
         claims=CLAIMS,
         elasticity=ELASTICITY,
@@ -128,11 +135,12 @@ rule analyze:
                       size_bases=[list(b) for b in grid.size_bases(config)],
                       pretraining_bases=[list(b) for b in grid.pretraining_bases(config)],
                       interval=config["rebound"]["interval"],
-                      resamples=config["rebound"]["resamples"]),
+                      resamples=config["rebound"]["resamples"], experiment_cells=REBOUND_CELLS),
         code=CODE["analyze"],
     log:
         f"{LOGS}/rebound/analyze.log",
     run:
         step("analyze", log, summary=input.summary, bases=input.bases,
              tokenizer=input.tokenizer, positive_pool=input.positive,
+             experiment_claims=[*input.experiment_claims],
              **{f"out_{name}": path for name, path in output.items()}, **params.settings)
