@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from elasticity import finetuning, models, preference
+from elasticity import finetuning, models, online, preference
 from elasticity.io import write_parquet
 from elasticity.trainer_config import examples_per_step, section_problems
 
@@ -94,13 +94,13 @@ def one_thread():
 def invert(world: Path, algorithm: str, out: Path, examples: int, previous: Path | None = None,
            **changes) -> dict:
     """An inverse-stage job as the rule runs it: the negative pool is the stage's pool."""
-    return finetuning.finetune(
-        str(world / "aligned"), str(world / "negative.parquet"), str(out), examples=examples,
-        previous=None if previous is None else str(previous),
-        trainer=dict(SECTIONS[algorithm], **changes), device="cpu", seed=0, stage="invert",
-        algorithm=algorithm,
-        rejected_pool=None if algorithm == "rloo" else str(world / "positive.parquet"),
-        reward=VADER if algorithm == "rloo" else None)
+    job = dict(examples=examples, previous=None if previous is None else str(previous),
+               trainer=dict(SECTIONS[algorithm], **changes), device="cpu", seed=0,
+               stage="invert", algorithm=algorithm)
+    paths = (str(world / "aligned"), str(world / "negative.parquet"), str(out))
+    if algorithm == "rloo":  # its own step: the reward runs the scorer
+        return online.finetune_online(*paths, reward=VADER, **job)
+    return finetuning.finetune(*paths, rejected_pool=str(world / "positive.parquet"), **job)
 
 
 # --- the training data ---------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_a_prompt_that_is_no_prefix_of_its_text_is_refused():
 
 
 def test_the_reward_is_the_signed_score():
-    reward = preference.reward_function(**VADER)
+    reward = online.reward_function(**VADER)
     assert reward.__name__ == "vader"
     good, bad = reward(["the film", "the film"], [" was wonderful and great", " was awful"])
     assert good < 0 < bad
@@ -254,3 +254,20 @@ def test_a_preference_job_needs_the_other_pool(world, tmp_path):
 def test_examples_whose_prompt_fills_max_length_are_refused_not_dropped(world, tmp_path):
     with pytest.raises(ValueError, match="raise invert.dpo.max_length"):
         invert(world, "dpo", tmp_path / "out", 8, max_length=2)
+
+
+def test_only_online_rl_runs_the_scorer_s_code():
+    """A scorer edit reruns the RLOO links, not every fine-tuning link (code fingerprints follow
+    each step's import closure)."""
+    from elasticity.fingerprint import import_closure
+
+    assert "elasticity.scoring" not in import_closure("elasticity.finetuning")
+    assert "elasticity.scoring" in import_closure("elasticity.online")
+
+
+def test_an_rloo_job_without_its_reward_function_is_refused(world, tmp_path):
+    with pytest.raises(ValueError, match="reward and reward_function go together"):
+        finetuning.finetune(str(world / "aligned"), str(world / "negative.parquet"),
+                            str(tmp_path / "out"), examples=8, previous=None,
+                            trainer=SECTIONS["rloo"], device="cpu", seed=0, algorithm="rloo",
+                            reward=VADER)

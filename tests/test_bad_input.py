@@ -142,7 +142,7 @@ INTEGRITY = {
                         (SDIST_KEY, "data.source.sha256", SOURCE["sha256"])),
 }
 SWITCHES = {
-    "algorithm": Bad({"grid": {"algorithm": ["dpo"]}}, ("grid.algorithm", "'dpo'", "sft")),
+    "algorithm": Bad({"grid": {"algorithm": ["ppo"]}}, ("grid.algorithm", "'ppo'", "sft")),
     "scorer": Bad({"scoring": {"scorer": "roberta"}}, ("scoring.scorer", "'roberta'", "vader")),
     "task": Bad({"task": "summarization"}, ("task", "'summarization'", "sentiment")),
     "experiment": Bad({"experiments": ["rebond"]}, ("experiments", "'rebond'", "rebound")),

@@ -231,3 +231,44 @@ def test_any_other_schedule_trains_every_cell_on_its_own(change, reason):
     assert not chained and reason in why
     cell = grid.Cell("sentiment", "micro-m", 600000, "sft", 1000, 0, 1)
     assert chains.previous_link(config, cell, "align") is None
+
+
+@pytest.mark.parametrize("change, expected", [
+    # Preference pairs take their rejected responses from the other pool, one per example.
+    (lambda c: c["data"]["pools"].update(positive=150),
+     "algorithms.negative asks for 200 preference pairs for dpo, kto, simpo, whose rejected "
+     "responses come from the positive pool (data.pools.positive), which holds 150"),
+    (lambda c: c["reverse"].update(negative=[200, 5000]),
+     "reverse.negative asks for 5000 examples but the negative pool (data.pools.negative) "
+     "holds 1000"),
+    (lambda c: c["algorithms"].update(model=["micro-s", "giant"]),
+     "algorithms.model[1] names 'giant' but 'models' has no such entry"),
+    (lambda c: c["resistance"].update(model="giant"), "resistance.model names 'giant'"),
+    (lambda c: c["align"].update(dpo={"beta": 0.1}),
+     "align.dpo: the first stage is SFT for every algorithm"),
+    (lambda c: c["invert"].pop("kto"), "invert.kto is missing: algorithms.algorithm runs 'kto'"),
+    (lambda c: c["invert"]["simpo"].update(cpo_alpha=1.0),
+     "invert.simpo.cpo_alpha is set by the workflow and cannot be configured"),
+    (lambda c: c["kl_table"].update(negative=[0]),
+     "kl_table.negative lists no volume above 0"),
+    (lambda c: c["resistance"].update(slices=900),
+     "data.resistance.examples (800) is fewer than the 901 parts that resistance.slices (900)"),
+    (lambda c: c["resistance"].update(slices=0), "resistance.slices is 0"),
+    (lambda c: c["data"].update(resistance=None),
+     "experiments lists 'resistance' but data.resistance is null"),
+    (lambda c: c["data"].update(resistance={"source": "movie", "examples": 800}),
+     "data.resistance.source"),
+    (lambda c: c["data"].update(resistance={"source": "nyt", "examples": 90000}),
+     "data.resistance.examples (90000) asks for more snippets than the"),
+])
+def test_an_experiment_its_data_cannot_feed_is_refused_naming_the_key(change, expected):
+    assert expected in _error(_with(change))
+
+
+def test_an_experiment_that_is_switched_off_is_not_checked():
+    config = _with(lambda c: c.update(experiments=["rebound"]))
+    config["algorithms"]["model"] = ["giant"]
+    config["data"]["resistance"] = None
+    cfg.validate(config)
+    assert {c.algorithm for c in grid.cells(config)} == {"none", "sft"}
+    assert all(c.order == grid.FORWARD for c in grid.cells(config))

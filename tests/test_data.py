@@ -6,6 +6,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -222,8 +223,8 @@ def test_the_pools_carry_prompts_and_nothing_else_changes(snippets):
         for text, prompt, k in zip(pool["text"], pool["prompt"], pool["prompt_words"],
                                    strict=True):
             words = text.split()
-            # A one-word snippet is its own prompt (data.add_prompts).
-            assert prompt == " ".join(words[:k]) and 1 <= k <= max(len(words) - 1, 1)
+            # Every prompt is a proper prefix: a one-word snippet's is empty.
+            assert prompt == " ".join(words[:k]) and min(1, len(words) - 1) <= k < len(words)
 
 
 def test_a_resistance_source_leaves_the_pretraining_text(snippets):
@@ -235,7 +236,7 @@ def test_a_resistance_source_leaves_the_pretraining_text(snippets):
     for _, row in split.iterrows():
         words = row["text"].split()
         assert row["prompt"] == " ".join(words[:row["prompt_words"]])
-        assert 1 <= row["prompt_words"] <= max(len(words) - 1, 1)
+        assert min(1, len(words) - 1) <= row["prompt_words"] < len(words)
     for name in ("pretrain", "pretrain_eval"):
         assert not (held[name]["source"] == "nyt").any()
     # Every other split is what it is without a resistance split, prompts included.
@@ -318,3 +319,11 @@ def test_prepare_writes_the_resistance_split_only_when_configured(sdist, tmp_pat
         assert len(read_parquet(tmp_path / "held" / f"{name}.parquet", columns)) > 0
     summary = json.loads((tmp_path / "held" / "summary.json").read_text())
     assert summary["splits"]["resistance"]["by_source"] == {"nyt": 800}
+
+
+def test_every_prompt_is_a_proper_prefix_even_of_a_one_word_snippet():
+    frame = pd.DataFrame({"text": ["Horrible.", "Truly awful film", "Fine"]})
+    out = data.add_prompts(frame, np.random.default_rng(0), (2, 8))
+    assert out["prompt"].tolist() == ["", "Truly awful", ""]
+    assert out["prompt_words"].tolist() == [0, 2, 0]
+    assert str(out["prompt_words"].dtype) == "int64"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from elasticity import grid
+from elasticity import chains, grid
 from elasticity.configfile import load_yaml, merge
 
 from .conftest import ROOT, SMOKE
@@ -45,7 +45,7 @@ RULE_STEP = {
     "plot_rebound": "plot_rebound", "plot_size": "plot_axis", "plot_pretraining": "plot_axis",
     "plot_compression": "plot_compression", "analyze": "analyze",
     "invert_dpo": "finetune", "invert_kto": "finetune", "invert_simpo": "finetune",
-    "invert_rloo": "finetune", "plot_algorithms": "plot_algorithms",
+    "invert_rloo": "finetune_online", "plot_algorithms": "plot_algorithms",
     "plot_algorithm_sizes": "plot_algorithm_sizes", "plot_reverse": "plot_reverse",
     "ablation_claims": "ablation_claims", "kl_table": "kl_table",
     "resistance": "resistance", "resistance_table": "resistance_table",
@@ -132,9 +132,10 @@ def wildcards(**values) -> frozenset[str]:
 
 def cell_jobs(config, where=lambda c: True,
               rules=("generate", "score", "likelihood")) -> set[Job]:
-    """Jobs that every cell has (base-model cells included)."""
+    """Jobs of the cells (base-model cells included): every cell's likelihood, the sampled
+    cells' generations and scores."""
     return {(rule, wildcards(**c.wildcards())) for c in grid.cells(config) if where(c)
-            for rule in rules}
+            for rule in rules if rule == "likelihood" or grid.sampled(config, c)}
 
 
 def link_jobs(config, stage: str, where=lambda c: True) -> set[Job]:
@@ -192,17 +193,32 @@ def test_the_rule_table_names_every_rule(smoke):
 
 
 def test_the_inverse_learning_rate_reruns_inverted_cells_only(smoke):
+    """invert.sft trains the SFT links of the second stage, in both orders; the other
+    algorithms' links and every aligned model stay."""
     config = smoke.override(lambda c: c["invert"]["sft"].update(learning_rate=0.005))
-    inverted = lambda c: c.negative > 0  # noqa: E731
-    assert smoke.planned() == (link_jobs(config, "invert") | cell_jobs(config, inverted)
-                               | LATER)
+    inverted = lambda c: c.algorithm == "sft" and c.volume("invert") > 0  # noqa: E731
+    assert smoke.planned() == (link_jobs(config, "invert", inverted)
+                               | cell_jobs(config, inverted) | LATER)
+
+
+def test_one_algorithm_s_trainer_reruns_only_that_algorithm_s_links_and_cells(smoke):
+    """The aligned models every algorithm starts from stay; so do the other algorithms."""
+    config = smoke.override(lambda c: c["invert"].setdefault("dpo", {}).update(beta=0.2))
+    dpo = lambda c: c.algorithm == "dpo"  # noqa: E731
+    assert smoke.planned() == link_jobs(config, "invert", dpo) | cell_jobs(config, dpo) | LATER
 
 
 def test_an_appended_volume_adds_only_its_link(smoke):
     """N = 24 continues the N = 16 model: one new link per chain, nothing before it reruns."""
     config = smoke.override(lambda c: c["grid"]["negative"].append(24))
-    new = lambda c: c.negative == 24  # noqa: E731
-    assert smoke.planned() == link_jobs(config, "invert", new) | cell_jobs(config, new) | LATER
+    # Table 3's grid has N = 24 on tiny-a @ 20k already: those cells exist, once; as rebound
+    # cells they are now sampled too.
+    before = set(grid.cells(SMOKE))
+    new = lambda c: c.negative == 24 and c not in before  # noqa: E731
+    sampled_now = lambda c: c in before and not grid.sampled(SMOKE, c)  # noqa: E731
+    assert smoke.planned() == (link_jobs(config, "invert", new) | cell_jobs(config, new)
+                               | cell_jobs(config, sampled_now, rules=("generate", "score"))
+                               | LATER)
 
 
 def test_a_new_volume_inserts_a_link_and_reruns_only_the_links_after_it(smoke):
@@ -241,23 +257,35 @@ def test_sampling_fewer_seeds_reruns_only_what_reads_all_cells(smoke):
 def test_switching_a_stage_off_chaining_retrains_every_link_and_says_why(smoke):
     """A linear schedule depends on the total number of steps: P = 80 no longer continues
     P = 40, and every aligned model (its trainer changed) and all after it retrain."""
-    config = smoke.override(lambda c: c["align"]["sft"].update(lr_scheduler_type="linear"))
+    def linear(c: dict) -> None:
+        c["align"]["sft"].update(lr_scheduler_type="linear")
+        # The resistance slices are snapshots of one chain: they need a chaining schedule.
+        c["experiments"] = ["rebound", "algorithms", "reverse", "kl_table"]
+
+    config = smoke.override(linear)
     trained = lambda c: not c.is_base  # noqa: E731
     assert smoke.planned() == (link_jobs(config, "align") | link_jobs(config, "invert")
                                | cell_jobs(config, trained) | LATER)
     assert "align (sft): every cell trains on its own: lr_scheduler_type 'linear'" in (
         smoke.output)
-    assert "invert (sft): chained over grid.negative" in smoke.output
+    assert "invert (sft): chained over the volumes" in smoke.output
 
 
 def test_a_volume_off_the_batch_grid_unchains_only_the_links_that_continued(smoke):
-    """N = 12 is no multiple of the batch (8): each inverted model trains on its own. N = 8
-    started the chain from the aligned model and still does: it stays."""
+    """N = 12 is no multiple of the batch (8): each SFT-inverted model trains on its own. N = 8
+    started the chain from the aligned model and still does: it stays; so do the links of the
+    other algorithms. Every SFT link that continued another (N = 16, and Table 3's 24 and 32)
+    now trains from the aligned model."""
     config = smoke.override(lambda c: c["grid"].update(negative=[0, 8, 12, 16]))
-    moved = lambda c: c.negative in (12, 16)  # noqa: E731
+    before = set(grid.cells(SMOKE))
+
+    def moved(c: grid.Cell) -> bool:
+        return c not in before or (c.algorithm == "sft" and chains.previous_link(
+            SMOKE, c, "invert") is not None)
+
     assert smoke.planned() == (link_jobs(config, "invert", moved) | cell_jobs(config, moved)
                                | LATER)
-    assert "invert (sft): every cell trains on its own: grid.negative values [12]" in (
+    assert "invert (sft): every cell trains on its own: volumes [12]" in (
         smoke.output)
 
 
@@ -284,13 +312,19 @@ def test_comment_and_docstring_edits_plan_nothing(smoke):
 
 
 def test_a_generation_code_edit_reruns_the_steps_that_run_it_and_later(smoke):
-    """Generation's closure reaches generate, and scoring (which imports its columns)."""
+    """Generation's closure reaches generate, scoring (which imports its columns), online RL
+    (rewarded by the scorer) and resistance (its slices answer prompts)."""
     rules = rules_running(smoke.closures(), "elasticity.generation")
-    assert rules == {"generate", "score", "score_splits"}
+    assert rules == {"generate", "score", "score_splits", "invert_rloo", "resistance",
+                     "resistance_table"}
     expected = smoke.forced(rules - UNRECORDED)
-    # The same set, from the grid: every cell's generations and scores, the splits' scores.
+    # The same set, from the grid: every sampled cell's generations and scores, the splits'
+    # scores, the RLOO links and everything after them, the resistance jobs.
+    rloo = lambda c: c.algorithm == "rloo"  # noqa: E731
+    resistance = {("resistance", wildcards(seed=s)) for s in SMOKE["resistance"]["seed"]}
     assert expected == (cell_jobs(SMOKE, rules=("generate", "score")) | {("score_splits", None)}
-                        | LATER)
+                        | link_jobs(SMOKE, "invert", rloo) | cell_jobs(SMOKE, rloo)
+                        | resistance | {("resistance_table", None)} | LATER)
     smoke.edit("generation", lambda text: text + "\n\ndef added() -> int:\n    return 1\n")
     assert smoke.planned() == expected
 

@@ -41,10 +41,12 @@ def frame(chains: dict[tuple[str, int], list[list[float]]]) -> pd.DataFrame:
 def run(data: pd.DataFrame, tmp_path) -> tuple[pd.DataFrame, str, pd.DataFrame]:
     summary = tmp_path / "summary.parquet"
     data.to_parquet(summary)
-    out = {name: tmp_path / name for name in ("table.parquet", "table.html", "claims.parquet")}
+    out = {name: tmp_path / name
+           for name in ("table.parquet", "table.html", "claims.parquet", "kl.png")}
     kl_table.kl_table(str(summary), *(str(p) for p in out.values()),
                       cells=data[COLUMNS].to_dict("records"), epsilon=EPSILON, interval=95,
                       resamples=200)
+    assert out["kl.png"].read_bytes()[:4] == b"\x89PNG"
     return (pd.read_parquet(out["table.parquet"]), out["table.html"].read_text(),
             pd.read_parquet(out["claims.parquet"]))
 

@@ -34,8 +34,10 @@ MODEL, DATASET, SCORER = "org/tiny-llama", "stanfordnlp/imdb", "org/tiny-sentime
 # classifier scorer.
 OVERRIDE = {
     "name": "hubworld",
+    "experiments": ["rebound"],
     "task": "imdb",
-    "data": {"dataset": {"id": DATASET, "config": "plain_text", "revision": "main",
+    "data": {"resistance": None,
+             "dataset": {"id": DATASET, "config": "plain_text", "revision": "main",
                          "train_split": "train", "test_split": "test"},
              "pools": {"positive": 8, "negative": 6}, "heldout": 3, "eval_prompts": 5,
              "pretrain_eval": 2},

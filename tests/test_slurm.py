@@ -45,9 +45,14 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     # One cell of each kind from the smoke grid (base, aligned, inverted): every rule and both
     # fine-tuning chains in ten submissions, each of which starts Snakemake and torch inside its
     # job; CI's machine is over twice as slow as this one's 2 cores.
+    # Of the other experiments, one preference and the online-RL link, and one resistance job.
     one_seed = {"grid": {"seed": [0], "size_axis": {"model": ["tiny-a"]},
                          "pretraining_axis": {"pretrain_tokens": [20000]},
-                         "positive": [40], "negative": [0, 8]}}
+                         "positive": [40], "negative": [0, 8]},
+                "experiments": ["rebound", "algorithms", "resistance"],
+                "algorithms": {"algorithm": ["dpo", "rloo"], "model": ["tiny-a"],
+                               "positive": [40], "negative": [0, 8], "seed": [0]},
+                "resistance": {"seed": [0]}}
     (tmp_path / "one_seed.yaml").write_text(yaml.safe_dump(one_seed))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--profile",
            str(ROOT / "profiles" / "slurm"), "--directory", str(tmp_path),
@@ -71,16 +76,20 @@ def test_the_smoke_config_runs_through_the_slurm_profile(cluster, tmp_path, sdis
     smoke = merge(SMOKE, one_seed)
     summary = pd.read_parquet(tmp_path / "results" / "smoke" / "summary.parquet")
     assert len(summary) == len(grid.cells(smoke))
+    assert {"dpo", "rloo"} <= set(summary["algorithm"])
     assert summary["positive_rate"].between(0, 1).all()
     assert (summary["responses"] == smoke["data"]["eval_prompts"]).all()
+    assert (tmp_path / "results" / "smoke" / "resistance" / "table.html").exists()
     for name in ("fig4_rebound", "fig5_size", "fig6_pretraining"):
         figure = tmp_path / "results" / "smoke" / "figures" / "margin" / f"{name}.png"
         assert figure.stat().st_size > 0
-    # One submission per training, generation or likelihood job and one for data preparation
-    # with the tokenizer; the download, scoring, aggregation, analysis and plots run locally.
+    # One submission per training, generation, likelihood or resistance job and one for data
+    # preparation with the tokenizer; the download, scoring, aggregation, analysis and plots
+    # run locally.
     cells = grid.cells(smoke)
     expected = (len(grid.checkpoints(smoke)) + sum(not c.is_base and c.negative == 0
                                                    for c in cells)
                 + sum(c.negative > 0 for c in cells) + len(cells)
-                + sum(grid.sampled(smoke, c) for c in cells) + 1)
+                + sum(grid.sampled(smoke, c) for c in cells) + 1
+                + len(smoke["resistance"]["seed"]))
     assert len(submissions) == expected

@@ -33,9 +33,13 @@ def test_every_cell_is_scored_with_its_coordinates_and_provenance(smoke_run):
     got = {grid.Cell(*row) for row in summary[COLUMNS].itertuples(index=False, name=None)}
     assert got == expected
     assert (summary["task"] == "sentiment").all()
-    assert summary["positive_rate"].between(0, 1).all()
-    assert (summary["responses"] == SMOKE["data"]["eval_prompts"]).all()
-    assert summary["config_hash"].is_unique
+    # The sampled metric on the cells of the experiments that read it (Table 3 does not).
+    sampled = summary.apply(lambda r: grid.sampled(SMOKE, grid.Cell.from_row(r)), axis=1)
+    assert summary.loc[sampled, "positive_rate"].between(0, 1).all()
+    assert summary.loc[~sampled, "positive_rate"].isna().all() and (~sampled).any()
+    assert (summary.loc[sampled, "responses"] == SMOKE["data"]["eval_prompts"]).all()
+    assert summary["margin"].notna().all()
+    assert summary.loc[sampled, "config_hash"].is_unique
     assert summary["code_version"].str.startswith("0.1.0").all()
     # Each file also records the exact parameters of the job that wrote it.
     scores = out / "cells/sentiment/tiny-a/pt10000/sft/pos40/neg8/seed1/scores.parquet"
@@ -50,7 +54,8 @@ def test_responses_answer_every_held_out_prompt(smoke_run):
     out, _ = smoke_run
     rows = pd.read_parquet(out / "responses.parquet")
     prompts = pd.read_parquet(out / "data" / "prompts.parquet")
-    assert len(rows) == len(grid.cells(SMOKE)) * len(prompts)
+    sampled = [c for c in grid.cells(SMOKE) if grid.sampled(SMOKE, c)]
+    assert len(rows) == len(sampled) * len(prompts)
     for _, cell in rows.groupby(COLUMNS):
         assert sorted(cell["uid"]) == sorted(prompts["uid"])
     assert (rows["response"].str.len() > 0).mean() > 0.5
@@ -82,6 +87,33 @@ def test_figures_and_report_are_written(smoke_run):
     assert "compression.png" in html and "claims.html" in html
     # The landing page is the analysis's: what was run and every claim's verdict.
     assert "What was run" in html and "faster than proportional" in html
+
+
+def test_every_experiment_writes_its_figures_tables_and_claims(smoke_run):
+    out, _ = smoke_run
+    for metric in ("positive_rate", "margin"):
+        for name in ("fig7_algorithms", "fig8_reverse", "fig9_algorithm_sizes"):
+            png = out / "figures" / metric / f"{name}.png"
+            assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+    claims = pd.read_parquet(out / "claims.parquet")
+    assert set(claims["experiment"]) == set(SMOKE["experiments"])
+    # Every inverse algorithm has its own claims, on both metrics.
+    algorithms = claims[claims["experiment"] == "algorithms"]
+    for name in SMOKE["algorithms"]["algorithm"]:
+        assert algorithms["scope"].str.contains(f"({name}, forward order)", regex=False).any()
+    assert "reverse order" in " ".join(claims.loc[claims["experiment"] == "reverse", "scope"])
+    table = pd.read_parquet(out / "tables" / "kl_table.parquet")
+    assert sorted(table["positive"]) == sorted(SMOKE["kl_table"]["positive"])
+    assert "Negative examples needed until the KL divergence" in (
+        out / "tables" / "kl_table.html").read_text()
+    resistance = pd.read_parquet(out / "resistance" / "table.parquet")
+    assert set(resistance["direction"]) == {"forward", "inverse"}
+    assert set(zip(resistance["k"], resistance["l"], strict=True)) == {(1, 2)}
+    # The reverse cells trained negative data first: their models live under neg<N>/pos<P>.
+    assert (out / "models/sentiment/sft/tiny-a/pt20000/neg48/pos8/seed1/inverted").is_dir()
+    # Each algorithm's link says which algorithm trained it.
+    metrics = out / "models/sentiment/kto/tiny-b/pt20000/pos40/neg8/seed0/inverted"
+    assert '"algorithm": "kto"' in (metrics / "train_metrics.json").read_text()
 
 
 def test_nothing_half_written_and_nothing_left_to_do(smoke_run):

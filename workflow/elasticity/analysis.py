@@ -243,7 +243,7 @@ def _row(claim: str, metric: str, scope: str, statistic: str, prediction: str,
             if seeds < MIN_SEEDS and decided != "not resolved":
                 decided = "not resolved"
                 note = (f"{seeds} seeds: a bootstrap over fewer than {MIN_SEEDS} is too narrow "
-                        "to decide (grid.seed)")
+                        "to decide (the experiment's `seed` list)")
             return {**row, "estimate": estimate, "lower": lower, "upper": upper,
                     "verdict": decided, "reason": note, "seeds": seeds,
                     "resamples": len(boot.draws)}

@@ -375,8 +375,9 @@ def add_prompts(frame: pd.DataFrame, rng: np.random.Generator,
     low, high = prompt_words
     words = frame["text"].str.split()
     counts = rng.integers(low, high + 1, size=len(frame))
-    # A snippet shorter than its draw keeps all but its last word, so something is left to write.
-    counts = np.minimum(counts, np.maximum(words.str.len() - 1, 1))
+    # A snippet shorter than its draw keeps all but its last word, so something is left to
+    # write; a one-word snippet gets the empty prompt (the model writes the whole snippet).
+    counts = np.maximum(np.minimum(counts, words.str.len().to_numpy() - 1), 0)
     frame = frame.copy()
     frame["prompt"] = [" ".join(w[:k]) for w, k in zip(words, counts, strict=True)]
     frame["prompt_words"] = counts.astype("int64")

@@ -125,7 +125,7 @@ class _Link:
     model: str
     pool: str
     rejected_pool: str | None
-    reward: dict[str, Any] | None
+    reward: Callable[..., list[float]] | None
     examples: int
     done_before: int
     seed: int
@@ -180,7 +180,7 @@ def _rloo(link: _Link) -> tuple[Any, int | None]:
     from trl import RLOOTrainer
 
     trainer = RLOOTrainer(
-        model=link.net, reward_funcs=preference.reward_function(**link.reward),
+        model=link.net, reward_funcs=link.reward,
         args=link.config, processing_class=link.tok,
         train_dataset=Dataset.from_dict(preference.rl_prompts(link.pool, link.examples,
                                                               link.seed)))
@@ -202,7 +202,8 @@ def _check_arguments(algorithm: str, previous: str | None, rejected_pool: str | 
         raise ValueError(f"{algorithm}: a rejected_pool is needed by dpo, kto and simpo only, "
                          f"got {rejected_pool!r}")
     if (algorithm in ONLINE) != (reward is not None):
-        raise ValueError(f"{algorithm}: a reward is needed by rloo only, got {reward!r}")
+        raise ValueError(f"{algorithm}: a reward is needed by rloo only (step finetune_online), "
+                         f"got {reward!r}")
     if algorithm in ONLINE and previous is not None:
         raise ValueError(f"{algorithm} samples its own completions: a cell cannot continue "
                          f"another ({previous}); it trains from the stage's start model")
@@ -224,6 +225,7 @@ def finetune(
     algorithm: str = "sft",
     rejected_pool: str | None = None,
     reward: dict[str, Any] | None = None,
+    reward_function: Callable[..., list[float]] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune on the first `examples` examples of `pool`; save the final checkpoint at `out`.
 
@@ -234,12 +236,15 @@ def finetune(
     runs in, one per GPU (> 1: DeepSpeed ZeRO-3). mem_mb: the host memory the job asked for
     (None, as by hand: not checked). stage: the config section (align, invert) that error
     messages name. algorithm: one of trainer_config.ALGORITHMS. rejected_pool: the other pool,
-    whose examples are the rejected responses (dpo, kto, simpo). reward: rloo's reward,
-    {scorer, model, device, batch_size, cache, sign} (elasticity.preference.reward_function).
+    whose examples are the rejected responses (dpo, kto, simpo). reward: rloo's reward
+    settings, {scorer, model, device, batch_size, cache, sign}, and reward_function the reward
+    built from them (elasticity.online, which is how rloo links run).
     """
     from accelerate.utils import broadcast_object_list
 
     _check_arguments(algorithm, previous, rejected_pool, reward)
+    if (reward is None) != (reward_function is None):
+        raise ValueError("reward and reward_function go together (elasticity.online)")
     stage = stage or "<stage>"
     start_dir = previous or model
     parameters = parameters_from_config(start_dir)
@@ -265,7 +270,7 @@ def finetune(
     # resume from what it found.
     found = [resumable_checkpoint(scratch, job) if processes.is_main_process else None]
     resume = broadcast_object_list(found)[0] or previous
-    link = _Link(model=model, pool=pool, rejected_pool=rejected_pool, reward=reward,
+    link = _Link(model=model, pool=pool, rejected_pool=rejected_pool, reward=reward_function,
                  examples=examples, done_before=done_before, seed=seed, stage=stage, net=net,
                  config=config, tok=tok)
     run, new_tokens = TRAINERS[algorithm](link)

@@ -225,7 +225,8 @@ def checkpoints(config: dict[str, Any]) -> list[tuple[str, int]]:
 
 def hub_repositories(config: dict[str, Any]) -> list[dict[str, str]]:
     """Every hub repository a config reads: released checkpoints of the grid's pretrained bases,
-    the task's dataset and the scorer's model; each {repo_type, repo_id, revision}."""
+    the task's dataset and, when an experiment scores anything, the scorer's model; each
+    {repo_type, repo_id, revision}."""
     found = [{"repo_type": "model", "repo_id": entry["id"], "revision": entry["revision"]}
              for model, tokens in bases(config) if is_pretrained(config, model)
              for entry in [released_checkpoint(config, model, tokens)] if "id" in entry]
@@ -234,7 +235,7 @@ def hub_repositories(config: dict[str, Any]) -> list[dict[str, str]]:
         found.append({"repo_type": "dataset", "repo_id": dataset["id"],
                       "revision": dataset["revision"]})
     scorer = config["scoring"]["model"]
-    if scorer is not None:
+    if scorer is not None and uses_scorer(config):
         found.append({"repo_type": "model", "repo_id": scorer["id"],
                       "revision": scorer["revision"]})
     unique = {tuple(item.values()): item for item in found}
@@ -329,6 +330,13 @@ def sampled(config: dict[str, Any], cell: Cell) -> bool:
     return True
 
 
+def uses_scorer(config: dict[str, Any]) -> bool:
+    """Whether the experiments score anything: sampled cells, or an online-RL reward (Table 3
+    and resistance alone read no scores)."""
+    return (any(name in SAMPLED_EXPERIMENTS for name in config["experiments"])
+            or any(a in REWARDED for a in algorithms(config)))
+
+
 def trained_models(config: dict[str, Any], stage: str) -> Iterator[Cell]:
     """The cells whose model a fine-tuning stage trains (first stage: second volume 0)."""
     for cell in cells(config):
@@ -348,7 +356,7 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
         if cell.volume("invert") > 0:
             part["invert"] = stage_slice(config, "invert", cell.algorithm)
             if cell.algorithm in REWARDED:
-                part["reward"] = config["scoring"]
+                part["reward"] = {k: config["scoring"][k] for k in REWARD_FIELDS}
     if through == "likelihood":
         part["likelihood"] = config["likelihood"]
         return part
@@ -363,6 +371,8 @@ def depends_on(config: dict[str, Any], cell: Cell, through: str) -> dict[str, An
 # (rejected), and those whose reward is the task's scorer (online RL).
 PAIRED = ("dpo", "kto", "simpo")
 REWARDED = ("rloo",)
+# The scoring fields a reward reads (the threshold only classifies scored responses).
+REWARD_FIELDS = ("scorer", "model", "device", "batch_size")
 
 
 def stage_slice(config: dict[str, Any], stage: str, algorithm: str) -> dict[str, Any]:

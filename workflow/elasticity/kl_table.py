@@ -165,12 +165,39 @@ def claims(chains: pd.DataFrame, epsilon: float, interval: float,
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS)
 
 
-def kl_table(summary: str, out_table: str, out_html: str, out_claims: str, *,
+def figure(frame: pd.DataFrame, out: str, *, epsilon: float, interval: float) -> None:
+    """KL to the base along the inverse chains: a line per P (seed mean, interval band), a
+    panel per base, epsilon dashed: where a chain crosses it, Table 3 reads its N off."""
+    from elasticity.rebound import _save, _setup
+
+    sns = _setup()
+    import matplotlib.pyplot as plt
+
+    sft = frame[(frame["order"] == FORWARD) & (frame["algorithm"] == FIRST_STAGE_ALGORITHM)]
+    sft = sft.assign(base=lambda f: _base_label(f))
+    grid = sns.relplot(data=sft, x="negative", y=METRIC, hue="positive", col="base",
+                       kind="line", marker="o", errorbar=("ci", interval), seed=0,
+                       palette="viridis", height=3.2, aspect=1.2)
+    for ax in grid.axes.flat:
+        ax.axhline(epsilon, color="black", linestyle="--", linewidth=1)
+        ax.set_xscale("symlog", linthresh=max(1, int(sft["negative"][sft["negative"] > 0].min())))
+        ax.set_xlim(left=0)
+    grid.set_axis_labels("negative examples (N)", "KL(model || base), nats/token")
+    grid.legend.set_title("positive\nexamples (P)")
+    _save(grid, out, f"Table 3: KL to the base along the inverse chains (dashed: epsilon = "
+                     f"{epsilon:g}; bands: {interval:g}% interval over seeds)")
+    plt.close(grid.figure)
+
+
+def kl_table(summary: str, out_table: str, out_html: str, out_claims: str, out_figure: str, *,
              cells: list[dict[str, Any]], epsilon: float, interval: float,
              resamples: int) -> None:
-    """Table 3 from the summary: its numbers (parquet), the two tables (HTML fragment) and
-    the claim that more positive data needs fewer negatives (claims parquet)."""
-    chains = chain_table(read_cells(summary, cells, [METRIC]), epsilon)
+    """Table 3 from the summary: its numbers (parquet), the two tables (HTML fragment), the
+    claim that more positive data needs fewer negatives (claims parquet) and the KL along the
+    chains it is read off (figure)."""
+    frame = read_cells(summary, cells, [METRIC])
+    figure(frame, out_figure, epsilon=epsilon, interval=interval)
+    chains = chain_table(frame, epsilon)
     numbers = table(chains, interval, resamples)
     params = {"epsilon": epsilon, "interval": interval, "resamples": resamples}
     write_parquet(numbers, out_table, params)

@@ -1,4 +1,4 @@
-"""Training data of the preference and online-RL algorithms of the inverse stage, and the reward.
+"""Training data of the preference and online-RL algorithms of the inverse stage.
 
 The paper's inverse stage (App. B.2) trains the aligned model on N examples of the stage's pool;
 for the preference algorithms (DPO, KTO, SimPO) the stage's pool responses are chosen and the
@@ -20,7 +20,6 @@ continuation therefore follows the opening of a different review than the one it
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -86,20 +85,3 @@ def kto_rows(pool: str, rejected_pool: str, n: int, seed: int) -> dict[str, list
 def rl_prompts(pool: str, n: int, seed: int) -> dict[str, list[str]]:
     """Online RL's prompts: those of the examples SFT would take."""
     return {"prompt": chosen_rows(pool, n, seed)["prompt"].tolist()}
-
-
-def reward_function(*, scorer: str, model: dict[str, str] | None, device: str,
-                    batch_size: int, cache: str | None, sign: float) -> Callable[..., list[float]]:
-    """RLOOTrainer's reward function: sign x the scorer's score of each completion (sign -1 when
-    the stage's pool is the negative one: the inverse stage then rewards negative sentiment)."""
-    from elasticity.scoring import load_scorer
-
-    score, _ = load_scorer(scorer, model=model, device=device, batch_size=batch_size,
-                           cache=cache)
-
-    def reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-        return [sign * float(s) for s in score(prompts, completions)["score"]]
-
-    # TRL logs the reward under the function's name (rewards/<name>/mean).
-    reward.__name__ = scorer.replace("-", "_")
-    return reward

@@ -35,6 +35,7 @@ from elasticity.generation import sample
 from elasticity.io import atomic_path, read_parquet, write_parquet
 from elasticity.likelihood import encode, forward
 from elasticity.models import load_model, load_tokenizer
+from elasticity.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ MEASURES = {"train_loss": "final training loss", "kl": "KL to its partner (nats/
             "cross_entropy": "cross-entropy on the partner's answers (nats/token)"}
 # The measures the paper's claim is tested on (Table 1 and Table 2).
 CLAIMED = ("train_loss", "kl")
-RESULT_COLUMNS = ["seed", "k", "l", "direction", "examples", "answers", *MEASURES]
+RESULT_COLUMNS = ["seed", "k", "l", "direction", "examples", "answers", *MEASURES,
+                  "code_version"]
 TABLE_COLUMNS = ["k", "l", "measure", "direction", "value", "lower", "upper", "seeds"]
 
 
@@ -209,7 +211,7 @@ def resistance(base: str, split: str, out: str, *, slices: int, seed: int,
                 rows.append({"seed": seed, "k": lo, "l": hi, "direction": direction,
                              "examples": part, "answers": scored,
                              "train_loss": metrics["train_loss"], "kl": kl,
-                             "cross_entropy": entropy})
+                             "cross_entropy": entropy, "code_version": code_version()})
                 log.info("%s θ%d→θ%d: %s", direction, start_at, target, rows[-1])
                 shutil.rmtree(retrained)
     finally:

@@ -39,6 +39,7 @@ STEPS = {
     "tokenizer": "elasticity.models:train_tokenizer",
     "pretrain": "elasticity.pretraining:pretrain",
     "finetune": "elasticity.finetuning:finetune",
+    "finetune_online": "elasticity.online:finetune_online",
     "generate": "elasticity.generation:generate",
     "likelihood": "elasticity.likelihood:likelihood",
     "score": "elasticity.scoring:score",

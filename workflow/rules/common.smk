@@ -191,7 +191,7 @@ def previous_checkpoint(w) -> list[str]:
 def link(stage: str, algorithm: str):
     """Input function of a fine-tuning link: the model the stage starts from, in a chain the
     previous link it continues, the pool it trains on and, for preference algorithms, the
-    other pool (its responses are the rejected ones)."""
+    other pool (its responses are the rejected ones); for online RL the scorer's download."""
 
     def inputs(w) -> dict[str, object]:
         cell = link_cell(w, stage, algorithm)
@@ -202,6 +202,9 @@ def link(stage: str, algorithm: str):
         if algorithm in grid.PAIRED:
             found["rejected"] = SPLIT.format(split=cell.pool("align" if stage == "invert"
                                                              else "invert"))
+        # Online RL's reward is the scorer: a hub scorer must have been downloaded.
+        if algorithm in grid.REWARDED:
+            found |= scorer_inputs()
         return found
 
     return inputs
@@ -228,7 +231,7 @@ def reward(stage: str, algorithm: str):
 
     def settings(w) -> dict[str, object]:
         sign = 1 if link_cell(w, stage, algorithm).pool(stage) == "positive" else -1
-        return {**{k: config["scoring"][k] for k in ("scorer", "model", "device", "batch_size")},
+        return {**{k: config["scoring"][k] for k in grid.REWARD_FIELDS},
                 "cache": HUB_CACHE, "sign": sign}
 
     return settings

@@ -3,9 +3,15 @@
 # aligned model). One rule per algorithm, each on TRL's own trainer and configured by the
 # trainer's own fields (`invert.<algorithm>`): invert_sft, invert_dpo, invert_kto,
 # invert_simpo, invert_rloo. Preference algorithms take the stage's pool as chosen and the
-# other pool as rejected; online RL is rewarded by the task's scorer. Along the volumes the
+# other pool as rejected; online RL is rewarded by the task's scorer (its own step,
+# `finetune_online`, so that only its links follow the scorer's code). Along the volumes the
 # models form a training chain that starts from the aligned model when the schedule allows it
 # (elasticity.chains).
+
+# The step each algorithm's links run.
+FINETUNE_STEP = {a: "finetune_online" if a in grid.REWARDED else "finetune"
+                 for a in grid.algorithms(config)}
+
 
 for _algorithm in grid.algorithms(config):
 
@@ -22,10 +28,11 @@ for _algorithm in grid.algorithms(config):
             algorithm=_algorithm,
             trainer=config["invert"][_algorithm],
             reward=reward("invert", _algorithm),
+            step_name=FINETUNE_STEP[_algorithm],
             device=config["invert"]["device"],
             gpus=config["invert"]["gpus"],
             seed=lambda w: int(w.seed),
-            code=CODE["finetune"],
+            code=CODE[FINETUNE_STEP[_algorithm]],
         log:
             f"{LOGS}/invert/{_algorithm}/{{task}}/{{model}}/pt{{pretrain_tokens}}/{{first}}/{{second}}/seed{{seed}}.log",
         threads: THREADS
@@ -34,6 +41,6 @@ for _algorithm in grid.algorithms(config):
             runtime=runtime("finetune"),
             gpu=gpus("invert"),
         run:
-            step("finetune", log, threads, model=input.start, pool=input.pool,
+            step(params.step_name, log, threads, model=input.start, pool=input.pool,
                  rejected_pool=input.get("rejected"), out=output[0], mem_mb=resources.mem_mb,
                  stage="invert", **{k: params[k] for k in FINETUNE_PARAMS + ["reward"]})
