@@ -183,58 +183,54 @@ def _base_lines(grid, base: pd.DataFrame, metric: str) -> None:
         ax.axhline(level, color="black", linestyle="--", linewidth=1, label="base model")
 
 
+def _by_size(frame: pd.DataFrame, out: str, *, metric: str, x: str, hue: str, palette: str,
+             xlabel: str, legend: str, title: str, interval: float,
+             row: str | None = None) -> None:
+    """Curves of the metric against `x`, a line per `hue` value with its interval band, a
+    column per model (by parameters) and optionally a row per `row` value; dashed: the base."""
+    sns = _setup()
+    import matplotlib.pyplot as plt
+
+    frame = frame.assign(size=lambda f: size_label(f))
+    _measured(frame, metric)
+    aligned, base = frame[frame["algorithm"] != BASE], frame[frame["algorithm"] == BASE]
+    columns = list(aligned.sort_values("model_parameters", kind="stable")["size"].unique())
+    grid = sns.relplot(data=aligned, x=x, y=metric, hue=hue, row=row, col="size",
+                       col_order=columns, kind="line", marker="o", errorbar=("ci", interval),
+                       seed=0, palette=_palette(sns, palette, aligned[hue]), height=3,
+                       aspect=1.1, facet_kws={"sharey": True})
+    _base_lines(grid, base, metric)
+    _symlog(grid, aligned[x])
+    grid.set_axis_labels(xlabel, METRIC_LABELS[metric])
+    grid.set_titles("{row_name}\n{col_name}" if row else "{col_name}", size=8)
+    grid.legend.set_title(legend)
+    _save(grid, out, title)
+    plt.close(grid.figure)
+
+
 def plot_algorithm_sizes(summary: str, out: str, *, task: str, metric: str,
                          cells: list[dict[str, Any]], interval: float) -> None:
     """Fig. 9 analog: the metric against N, a line per P; a row per inverse algorithm, a column
     per model (by parameters); dashed: the base model."""
-    sns = _setup()
-    import matplotlib.pyplot as plt
-
     frame = forward_view(read_cells(summary, cells, [metric]))
-    frame = frame[frame["task"] == task].assign(size=lambda f: size_label(f))
-    _measured(frame, metric)
-    aligned, base = frame[frame["algorithm"] != BASE], frame[frame["algorithm"] == BASE]
-    columns = list(aligned.sort_values("model_parameters", kind="stable")["size"].unique())
-    grid = sns.relplot(data=aligned, x="negative", y=metric, hue="positive", row="algorithm",
-                       col="size", col_order=columns, kind="line", marker="o",
-                       errorbar=("ci", interval), seed=0,
-                       palette=_palette(sns, "viridis", aligned["positive"]), height=3,
-                       aspect=1.1, facet_kws={"sharey": True})
-    _base_lines(grid, base, metric)
-    _symlog(grid, aligned["negative"])
-    grid.set_axis_labels("negative examples (N)", METRIC_LABELS[metric])
-    grid.set_titles("{row_name}\n{col_name}", size=8)
-    grid.legend.set_title("positive\nexamples (P)")
-    _save(grid, out, "Rebound by model size per inverse algorithm: SFT on P positive, then N "
-                     f"negative (dashed: base model; bands: {interval:g}% interval over seeds)")
-    plt.close(grid.figure)
+    _by_size(frame[frame["task"] == task], out, metric=metric, x="negative", hue="positive",
+             row="algorithm", palette="viridis", interval=interval,
+             xlabel="negative examples (N)",
+             legend="positive\nexamples (P)",
+             title="Rebound by model size per inverse algorithm: SFT on P positive, then N "
+                   f"negative (dashed: base model; bands: {interval:g}% interval over seeds)")
 
 
 def plot_reverse(summary: str, out: str, *, task: str, metric: str,
                  cells: list[dict[str, Any]], interval: float) -> None:
     """Fig. 8 analog: the metric against the second stage's positive volume, a line per first
     stage's negative volume, a column per model (by parameters); dashed: the base model."""
-    sns = _setup()
-    import matplotlib.pyplot as plt
-
     frame = reverse_view(read_cells(summary, cells, [metric]))
-    frame = frame[frame["task"] == task].assign(size=lambda f: size_label(f))
-    _measured(frame, metric)
-    aligned, base = frame[frame["algorithm"] != BASE], frame[frame["algorithm"] == BASE]
-    columns = list(aligned.sort_values("model_parameters", kind="stable")["size"].unique())
-    grid = sns.relplot(data=aligned, x="positive", y=metric, hue="negative", col="size",
-                       col_order=columns, kind="line", marker="o", errorbar=("ci", interval),
-                       seed=0, palette=_palette(sns, "rocket", aligned["negative"]), height=3,
-                       aspect=1.1,
-                       facet_kws={"sharey": True})
-    _base_lines(grid, base, metric)
-    _symlog(grid, aligned["positive"])
-    grid.set_axis_labels("positive examples, second stage (P)", METRIC_LABELS[metric])
-    grid.set_titles("{col_name}", size=8)
-    grid.legend.set_title("negative\nexamples,\nfirst stage (N)")
-    _save(grid, out, "Reverse order: SFT on N negative, then on P positive (dashed: base model; "
-                     f"bands: {interval:g}% interval over seeds)")
-    plt.close(grid.figure)
+    _by_size(frame[frame["task"] == task], out, metric=metric, x="positive", hue="negative",
+             palette="rocket", interval=interval, xlabel="positive examples, second stage (P)",
+             legend="negative\nexamples,\nfirst stage (N)",
+             title="Reverse order: SFT on N negative, then on P positive (dashed: base model; "
+                   f"bands: {interval:g}% interval over seeds)")
 
 
 def rebound_claim(c: Curves, metric: str, scope: str, boot: Bootstrap, claim: str = REBOUND,
