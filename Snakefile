@@ -23,6 +23,9 @@ include: "workflow/rules/algorithms.smk"
 include: "workflow/rules/reverse.smk"
 include: "workflow/rules/kl_table.smk"
 include: "workflow/rules/resistance.smk"
+include: "workflow/rules/theory.smk"
+include: "workflow/rules/threshold.smk"
+include: "workflow/rules/mitigation.smk"
 
 
 # The report opens on the analysis's landing page (what was run, the claims) once it exists.

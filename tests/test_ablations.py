@@ -34,8 +34,9 @@ def summary(effect: float = 1.0, size_effect: float = 1.0, seeds: int = 5,
     rows = []
 
     def add(key, algorithm, order, positive, negative, value):
-        rows.append({**key, "algorithm": algorithm, "order": order, "positive": positive,
-                     "negative": negative, "value": value + rng.normal(0, noise)})
+        rows.append({**key, "algorithm": algorithm, "order": order, "replay": 0.0,
+                     "positive": positive, "negative": negative,
+                     "value": value + rng.normal(0, noise)})
 
     for i, (model, params, tokens) in enumerate(bases):
         speed = (1 + i) ** size_effect

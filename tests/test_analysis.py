@@ -146,7 +146,7 @@ def test_a_decay_the_grid_cannot_see_is_not_estimated_at_the_fits_bound():
 
 def test_a_cell_without_the_sampled_metric_still_says_its_model_and_code():
     cell = {"task": "sentiment", "model": "tiny-a", "pretrain_tokens": 4096, "algorithm": "sft",
-            "positive": 40, "negative": 8, "seed": 1, "order": "forward"}
+            "positive": 40, "negative": 8, "seed": 1, "order": "forward", "replay": 0.0}
     sampled_cell = dict(cell, seed=0)
     rows = pd.DataFrame([{**sampled_cell, "uid": "movie:1", "prompt": "a", "response": "b",
                           "score": 0.5, "is_positive": True, "is_negative": False,

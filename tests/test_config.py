@@ -70,7 +70,7 @@ def test_a_field_the_workflow_owns_is_refused(field):
      "orpo"),
     (lambda c: c["scoring"].update(scorer="roberta"), "scoring.scorer", "roberta"),
     (lambda c: c.update(task="toxicity"), "task", "toxicity"),
-    (lambda c: c.update(experiments=["rebound", "theory"]), "experiments[1]", "theory"),
+    (lambda c: c.update(experiments=["rebound", "ablation"]), "experiments[1]", "ablation"),
 ])
 def test_a_switch_without_an_implementation_is_refused(change, key, value):
     message = _error(_with(change))
@@ -147,13 +147,18 @@ def test_an_axis_naming_an_unknown_model_is_refused():
 
 
 def test_the_grid_derives_bases_chains_and_cells():
-    assert grid.bases(DEFAULT_CONFIG) == [("micro-l", 1600000), ("micro-m", 200000),
-                                          ("micro-m", 600000), ("micro-m", 1600000),
-                                          ("micro-s", 1600000)]
-    assert grid.checkpoints(DEFAULT_CONFIG) == [
-        (m, t) for m in ("micro-l", "micro-m", "micro-s") for t in (200000, 600000, 1600000)]
-    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 200000
-    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 200000) is None
+    threshold = [("micro-m", t) for t in DEFAULT_CONFIG["threshold"]["pretrain_tokens"]]
+    assert grid.bases(DEFAULT_CONFIG) == sorted({("micro-l", 1600000), ("micro-m", 200000),
+                                                 ("micro-m", 600000), ("micro-m", 1600000),
+                                                 ("micro-s", 1600000), *threshold})
+    assert grid.checkpoints(DEFAULT_CONFIG) == sorted({
+        *((m, t) for m in ("micro-l", "micro-m", "micro-s") for t in (200000, 600000, 1600000)),
+        *threshold})
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-s", 600000) == 200000
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-s", 200000) is None
+    # micro-m's chain runs through the threshold axis's budgets too.
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 600000) == 400000
+    assert grid.previous_budget(DEFAULT_CONFIG, "micro-m", 25000) is None
     cells = grid.experiment_cells(DEFAULT_CONFIG, "rebound")
     g = DEFAULT_CONFIG["grid"]
     assert len(cells) == len(set(cells)) == 5 * len(g["seed"]) * (

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.workflow
 Job = tuple[str, frozenset[str] | None]
 # The jobs that every changed cell reruns: they read all cells (or the summary of all cells).
 LATER: set[Job] = ({(rule, None) for rule in ("aggregate", "plot_compression", "analyze", "all",
-                                                "kl_table")}
+                                                "kl_table", "threshold", "mitigation",
+                                                "theory_table")}
                    | {(rule, frozenset({f"metric={metric}"}))
                       for rule in ("plot_rebound", "plot_size", "plot_pretraining",
                                    "plot_algorithms", "plot_algorithm_sizes", "plot_reverse")
@@ -49,6 +50,8 @@ RULE_STEP = {
     "plot_algorithm_sizes": "plot_algorithm_sizes", "plot_reverse": "plot_reverse",
     "ablation_claims": "ablation_claims", "kl_table": "kl_table",
     "resistance": "resistance", "resistance_table": "resistance_table",
+    "theory": "theory", "theory_table": "theory_table", "threshold": "threshold",
+    "mitigation": "mitigation",
 }
 # The sdist is copied into the run rather than downloaded by it, so Snakemake has no record of
 # fetch_source's params to compare: a change to its code cannot rerun it here.

@@ -22,7 +22,8 @@ NEVER = [0.3, 0.2, 0.1, 0.05, 0.02]
 
 def chain_rows(model: str, positive: int, seed: int, kl: list[float]) -> list[dict]:
     key = dict(task="sentiment", model=model, pretrain_tokens=600_000, algorithm="sft",
-               positive=positive, seed=seed, order="forward", model_parameters=1e6)
+               positive=positive, seed=seed, order="forward", replay=0.0,
+               model_parameters=1e6)
     return [{**key, "negative": n, "kl_to_base": v} for n, v in zip(NEGATIVE, kl, strict=True)]
 
 

@@ -26,12 +26,12 @@ from elasticity.analysis import (
     Curves,
     _base_cells,
     _first_positive,
-    _row,
-    _testability,
     axis_claim,
+    claim_row,
     curves,
     measured_seeds,
     slope,
+    testability,
 )
 from elasticity.grid import BASE, COLUMNS, FIRST_STAGE_ALGORITHM, FORWARD, REVERSE
 from elasticity.io import write_parquet
@@ -243,8 +243,8 @@ def rebound_claim(c: Curves, metric: str, scope: str, boot: Bootstrap, claim: st
         mean, _ = c.mean(draw)
         return slope(logp, mean[:, 0] - mean[:, _first_positive(c.negative)])
 
-    return _row(claim, metric, scope, statistic, "> 0", boot, drop,
-                _testability(c, len(boot.full), need_n=1))
+    return claim_row(claim, metric, scope, statistic, "> 0", boot, drop,
+                     testability(c, len(boot.full), need_n=1))
 
 
 def base_scope(model: str, tokens: int, algorithm: str, order: str) -> str:

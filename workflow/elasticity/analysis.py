@@ -50,7 +50,8 @@ ELASTICITY_COLUMNS = ["metric", "model", "pretrain_tokens", "algorithm", "positi
 THEORY_COLUMNS = ["model", "pretrain_tokens", "algorithm", "positive", "negative",
                   "delta_pretrain", "delta_pretrain_lower", "delta_pretrain_upper",
                   "delta_alignment", "delta_alignment_lower", "delta_alignment_upper", "ratio",
-                  "ratio_lower", "ratio_upper", "k"]
+                  "ratio_lower", "ratio_upper", "k", "l", "normalized_ratio",
+                  "normalized_ratio_lower", "normalized_ratio_upper"]
 
 
 @dataclass
@@ -211,7 +212,7 @@ def remainder(c: Curves, draw: np.ndarray) -> np.ndarray:
     return kept
 
 
-def _testability(c: Curves, seeds: int, need_p: int = 2, need_n: int = 2) -> str | None:
+def testability(c: Curves, seeds: int, need_p: int = 2, need_n: int = 2) -> str | None:
     if seeds < 2:
         return ("needs at least 2 seeds for an interval (grid.seed; for the sampled metric "
                 "also generation.cells)")
@@ -224,9 +225,9 @@ def _testability(c: Curves, seeds: int, need_p: int = 2, need_n: int = 2) -> str
     return None
 
 
-def _row(claim: str, metric: str, scope: str, statistic: str, prediction: str,
-         boot: Bootstrap, stat=None, reason: str | None = None,
-         result: tuple[float, float, float] | None = None) -> dict[str, Any]:
+def claim_row(claim: str, metric: str, scope: str, statistic: str, prediction: str,
+              boot: Bootstrap, stat=None, reason: str | None = None,
+              result: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """A claim's row; its statistic is `stat` (a function of a seed draw), or `result` when
     already computed."""
     row = {"claim": claim, "metric": metric, "scope": scope, "statistic": statistic,
@@ -262,36 +263,45 @@ def base_claims(c: Curves, metric: str, scope: str, boot: Bootstrap,
         mean, _ = c.mean(draw)
         return slope(logp, mean[:, 0] - mean[:, _first_positive(c.negative)])
 
-    why = _testability(c, seeds, need_n=1)
-    rows.append(_row("rebound: the initial drop grows with P", metric, scope,
-                     "slope of y(N=0) - y(smallest N>0) against log10 P", "> 0", boot, drop, why))
+    why = testability(c, seeds, need_n=1)
+    rows.append(claim_row("rebound: the initial drop grows with P", metric, scope,
+                          "slope of y(N=0) - y(smallest N>0) against log10 P", "> 0", boot,
+                          drop, why))
 
     def kept(draw):
         r = remainder(c, draw)
         return math.nan if np.isnan(r).any() else slope(logp, r)
 
-    why = _testability(c, seeds, need_n=1)
+    why = testability(c, seeds, need_n=1)
     nstar = "" if why else f" at N={c.negative[fixed_negative(c.negative)]}"
-    rows.append(_row("faster than proportional: larger P keeps less of its gain", metric, scope,
-                     f"slope of the remainder{nstar} against log10 P", "< 0", boot, kept, why))
+    rows.append(claim_row("faster than proportional: larger P keeps less of its gain", metric,
+                          scope, f"slope of the remainder{nstar} against log10 P", "< 0", boot,
+                          kept, why))
 
-    why = _testability(c, seeds, need_n=3)
-    rows.append(_row("faster than proportional: decay time shrinks with P", metric, scope,
-                     "alpha in tau_P ~ P^alpha (decay fit)", "< 0", boot, reason=why,
-                     result=tuple(fitted[k] for k in ("alpha", "alpha_lower", "alpha_upper"))))
+    why = testability(c, seeds, need_n=3)
+    rows.append(claim_row("faster than proportional: decay time shrinks with P", metric, scope,
+                          "alpha in tau_P ~ P^alpha (decay fit)", "< 0", boot, reason=why,
+                          result=tuple(fitted[k] for k in ("alpha", "alpha_lower", "alpha_upper"))))
 
-    def convexity(draw):
-        mean, _ = c.mean(draw)
-        n = c.negative.astype(float)
-        early = (mean[:, 0] - mean[:, 1]) / (n[1] - n[0])
-        late = (mean[:, -2] - mean[:, -1]) / (n[-1] - n[-2])
-        return float(np.mean(early - late))
-
-    why = _testability(c, seeds, need_p=1, need_n=2)
-    rows.append(_row("resistance: fast decline first, slow later", metric, scope,
-                     "early minus late rate of decline per example, mean over P", "> 0", boot,
-                     convexity, why))
+    why = testability(c, seeds, need_p=1, need_n=2)
+    rows.append(claim_row(RESISTANCE_CLAIM, metric, scope, RESISTANCE_STATISTIC, "> 0", boot,
+                          lambda draw: resistance_statistic(c, draw), why))
     return rows
+
+
+RESISTANCE_CLAIM = "resistance: fast decline first, slow later"
+RESISTANCE_STATISTIC = "early minus late rate of decline per example, mean over P"
+
+
+def resistance_statistic(c: Curves, draw: np.ndarray) -> float:
+    """The resistance claim's statistic on a seed draw: the rate of decline over the first N
+    step minus that over the last, per example, mean over P (positive: fast first, slow
+    later)."""
+    mean, _ = c.mean(draw)
+    n = c.negative.astype(float)
+    early = (mean[:, 0] - mean[:, 1]) / (n[1] - n[0])
+    late = (mean[:, -2] - mean[:, -1]) / (n[-1] - n[-2])
+    return float(np.mean(early - late))
 
 
 def axis_claim(named: list[tuple[float, Curves]], metric: str, claim: str, axis: str,
@@ -299,9 +309,9 @@ def axis_claim(named: list[tuple[float, Curves]], metric: str, claim: str, axis:
     """The drop fraction at N*, mean over P, against log10 of the axis's value."""
     statistic = f"slope of the drop fraction at N* against log10 {axis}"
     if len(named) < 2:
-        return _row(claim, metric, axis, statistic, "> 0", boot,
-                    reason=f"needs at least 2 bases on the {axis} axis")
-    why = next((w for _, c in named if (w := _testability(c, len(boot.full), 1, 1))), None)
+        return claim_row(claim, metric, axis, statistic, "> 0", boot,
+                         reason=f"needs at least 2 bases on the {axis} axis")
+    why = next((w for _, c in named if (w := testability(c, len(boot.full), 1, 1))), None)
     x = np.log10([v for v, _ in named])
 
     def stat(draw):
@@ -310,14 +320,14 @@ def axis_claim(named: list[tuple[float, Curves]], metric: str, claim: str, axis:
             return math.nan
         return slope(x, np.array([1 - np.nanmean(r) for r in kept]))
 
-    return _row(claim, metric, axis, statistic, "> 0", boot, stat, why)
+    return claim_row(claim, metric, axis, statistic, "> 0", boot, stat, why)
 
 
 def elasticity_scores(c: Curves, metric: str, key: dict[str, Any],
                       boot: Bootstrap) -> dict[str, Any]:
     """N_half of the largest P and alpha, from the decay fit, with intervals."""
     row = {"metric": metric, **key, "positive": int(c.positive[-1])}
-    if _testability(c, len(boot.full), need_p=2, need_n=3):
+    if testability(c, len(boot.full), need_p=2, need_n=3):
         return {**row, **dict.fromkeys(ELASTICITY_COLUMNS[5:], math.nan)}
 
     # Resamples start from the fit to all seeds: the same optimum, reached in fewer steps.
@@ -336,32 +346,36 @@ def elasticity_scores(c: Curves, metric: str, key: dict[str, Any],
 def theory_rows(cells: pd.DataFrame, key: dict[str, Any], seeds: list[int], boot: Bootstrap,
                 tokens_per_example: float) -> list[dict[str, Any]]:
     """Theorem 4.2 along each inverse chain: the change of bits per token on the pretraining
-    text and on the alignment distribution from N = 0 to the largest N, and their ratio next to
-    k = |D_pretrain| / |D_align| (in tokens)."""
+    text and on the alignment distribution from N = 0 to each N > 0, their ratio, and the
+    theorem's normalized ratio Δγ_a / (−k Δγ_p) (1 in its asymptotic regime), next to
+    k = |D_pretrain| / |D_align| (in tokens) and l = N / P."""
     pre = curves(cells, "bits_per_token_pretrain", seeds)
     ali = curves(cells, "bits_per_token_positive", seeds)
     if pre.negative[0] != 0 or len(pre.negative) < 2:
         return []
     rows = []
     for i, p in enumerate(pre.positive):
-        def delta(c, draw, i=i):
-            mean, _ = c.mean(draw)
-            return float(mean[i, -1] - mean[i, 0])
+        k = key["pretrain_tokens"] / (int(p) * tokens_per_example)
+        for j in range(1, len(pre.negative)):
+            def delta(c, draw, i=i, j=j):
+                mean, _ = c.mean(draw)
+                return float(mean[i, j] - mean[i, 0])
 
-        dp = boot.interval(lambda d: delta(pre, d))
-        da = boot.interval(lambda d: delta(ali, d))
+            def ratio(d):
+                down = -delta(pre, d)
+                return delta(ali, d) / down if down != 0 else math.nan
 
-        def ratio(d):
-            down = -delta(pre, d)
-            return delta(ali, d) / down if down != 0 else math.nan
-
-        r = boot.interval(ratio)
-        rows.append({**key, "positive": int(p), "negative": int(pre.negative[-1]),
-                     "delta_pretrain": dp[0], "delta_pretrain_lower": dp[1],
-                     "delta_pretrain_upper": dp[2], "delta_alignment": da[0],
-                     "delta_alignment_lower": da[1], "delta_alignment_upper": da[2],
-                     "ratio": r[0], "ratio_lower": r[1], "ratio_upper": r[2],
-                     "k": key["pretrain_tokens"] / (int(p) * tokens_per_example)})
+            dp = boot.interval(lambda d: delta(pre, d))
+            da = boot.interval(lambda d: delta(ali, d))
+            r = boot.interval(ratio)
+            rows.append({**key, "positive": int(p), "negative": int(pre.negative[j]),
+                         "delta_pretrain": dp[0], "delta_pretrain_lower": dp[1],
+                         "delta_pretrain_upper": dp[2], "delta_alignment": da[0],
+                         "delta_alignment_lower": da[1], "delta_alignment_upper": da[2],
+                         "ratio": r[0], "ratio_lower": r[1], "ratio_upper": r[2], "k": k,
+                         "l": int(pre.negative[j]) / int(p), "normalized_ratio": r[0] / k,
+                         "normalized_ratio_lower": r[1] / k,
+                         "normalized_ratio_upper": r[2] / k})
     return rows
 
 
@@ -460,9 +474,10 @@ def claims_html(claims: pd.DataFrame, scores: pd.DataFrame, theory: pd.DataFrame
             + "<h2>Elasticity scores: N<sub>½</sub> of the largest P (lower: less resistant "
               "alignment)</h2>"
             + ranked.to_html(index=False, float_format="{:.4g}".format, na_rep="")
-            + "<h2>Theorem 4.2 along the inverse chains: change of bits/token from N = 0 to the "
-              "largest N on pretraining text (predicted &lt; 0) and on the alignment "
-              "distribution (predicted &gt; 0); their ratio next to k</h2>"
+            + "<h2>Theorem 4.2 along the inverse chains: change of bits/token from N = 0 to "
+              "each N on pretraining text (predicted &lt; 0) and on the alignment "
+              "distribution (predicted &gt; 0); their ratio, k, l = N/P, and the ratio over k "
+              "(the theorem's normalized ratio, 1 in its asymptotic regime)</h2>"
             + theory.to_html(index=False, float_format="{:.4g}".format, na_rep="")
             + "</body></html>")
 

@@ -25,7 +25,7 @@ def previous_link(config: dict[str, Any], cell: Cell, stage: str) -> Cell | None
     """The model a training link continues (weights, optimizer, data position), or None when
     the link starts the chain or the stage trains every cell on its own (see `chaining`)."""
     algorithm = cell.algorithm if stage == "invert" else grid.FIRST_STAGE_ALGORITHM
-    if not chaining(config, stage, algorithm)[0]:
+    if not chaining(config, stage, algorithm, cell.replay if stage == "invert" else 0.0)[0]:
         return None
     volume = cell.volume(stage)
     earlier = [v for v in _chain_volumes(config, stage).get(_chain_key(cell, stage), ())
@@ -61,20 +61,32 @@ def _volumes_by_chain(key: str, stage: str) -> dict[Cell, list[int]]:
     return {k: sorted(v) for k, v in found.items()}
 
 
-def stage_volumes(config: dict[str, Any], stage: str, algorithm: str) -> list[int]:
-    """Every volume > 0 a stage trains with an algorithm, across the experiments."""
-    return sorted({c.volume(stage) for c in grid.trained_models(config, stage)
-                   if stage == "align" or c.algorithm == algorithm} - {0})
+def stage_volumes(config: dict[str, Any], stage: str, algorithm: str,
+                  replay: float = 0.0) -> list[int]:
+    """Every volume > 0 a stage trains with an algorithm (and, in the second stage, a replay
+    fraction), across the experiments, counted in training rows: the stage's examples plus
+    the aligning examples it replays."""
+    return sorted({c.volume(stage) + (c.replayed() if stage == "invert" else 0)
+                   for c in grid.trained_models(config, stage)
+                   if stage == "align" or (c.algorithm, c.replay) == (algorithm, replay)} - {0})
+
+
+def replays(config: dict[str, Any]) -> list[float]:
+    """Every replay fraction of the second stage's cells (0: no replay)."""
+    return sorted({0.0} | {c.replay for c in grid.trained_models(config, "invert")})
 
 
 CHAINABLE_SCHEDULES = ("constant", "constant_with_warmup")
 
 
-def chaining(config: dict[str, Any], stage: str, algorithm: str) -> tuple[bool, str]:
-    """Whether a stage's cells form training chains, and why (stated in the plan)."""
+def chaining(config: dict[str, Any], stage: str, algorithm: str,
+             replay: float = 0.0) -> tuple[bool, str]:
+    """Whether a stage's cells (of one replay fraction) form training chains, and why (stated
+    in the plan)."""
     # Asked once per training job while the DAG is built: decided once per distinct input.
     return chains_over(algorithm, json.dumps(config[stage][algorithm], sort_keys=True),
-                       tuple(stage_volumes(config, stage, algorithm)), config[stage]["gpus"])
+                       tuple(stage_volumes(config, stage, algorithm, replay)),
+                       config[stage]["gpus"])
 
 
 @cache

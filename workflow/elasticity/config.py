@@ -8,6 +8,7 @@ and the machine can honour (pool sizes, budgets, devices, model architectures).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import yaml
 from elasticity import data, grid, scoring
 from elasticity.checkcache import cached_problems, library_version
 from elasticity.resistance import resistance_problems
+from elasticity.theory import theory_problems
 from elasticity.trainer_config import (
     ALGORITHMS,
     effective_batch,
@@ -31,7 +33,10 @@ TASKS = ("sentiment", "imdb", "safety")
 HUB_TASKS = ("imdb", "safety")
 # Scorers that run without a model of their own; the others read `scoring.model` from the hub.
 SELF_CONTAINED_SCORERS = ("vader",)
-EXPERIMENTS = ("rebound", "algorithms", "reverse", "kl_table", "resistance")
+EXPERIMENTS = ("rebound", "algorithms", "reverse", "kl_table", "resistance", "theory",
+               "threshold", "mitigation")
+# Fewer pretraining budgets than this leave a change point nothing to be estimated from.
+MIN_THRESHOLD_BUDGETS = 4
 STAGE_DEVICES = ("pretraining", "align", "invert", "generation", "likelihood", "scoring")
 # Stages that may train on several GPUs (`gpus`); pretraining runs on one device.
 MULTI_GPU_STAGES = ("align", "invert")
@@ -161,15 +166,18 @@ def _consistency(config: dict[str, Any]) -> list[str]:
     for name in ("algorithms", "reverse", "kl_table"):
         if name in config["experiments"]:
             named += [(f"{name}.model[{i}]", m) for i, m in enumerate(config[name]["model"])]
-    if "resistance" in config["experiments"]:
-        named.append(("resistance.model", config["resistance"]["model"]))
+    for name in ("resistance", "threshold", "mitigation"):
+        if name in config["experiments"]:
+            named.append((f"{name}.model", config[name]["model"]))
     for key, model in named:
         if model not in models:
             problems.append(f"{key} names '{model}' but 'models' has no such entry "
                             f"(known: {', '.join(sorted(models))})")
     if not problems:
         problems += _released(config) + _sources(config) + resistance_problems(config)
-    problems += _volumes(config)
+    problems += _volumes(config) + _open_questions(config)
+    if "theory" in config["experiments"]:
+        problems += theory_problems(config["theory"])
     # Values the grid lacks are ignored, so the default's seed subset survives a smaller grid;
     # a field left with none of its values would sample nothing.
     for name, values in config["generation"]["cells"].items():
@@ -214,6 +222,36 @@ def _volumes(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _open_questions(config: dict[str, Any]) -> list[str]:
+    """The threshold axis can place a change point; the mitigation axis names replay
+    fractions a path can carry and has aligning examples to replay."""
+    problems = []
+    if "threshold" in config["experiments"]:
+        block = config["threshold"]
+        if len(block["pretrain_tokens"]) < MIN_THRESHOLD_BUDGETS:
+            problems.append(f"threshold.pretrain_tokens lists {len(block['pretrain_tokens'])} "
+                            f"budgets: a change point needs at least {MIN_THRESHOLD_BUDGETS} "
+                            f"(the issue's axis: 8 or more, from barely trained to several "
+                            f"epochs)")
+        if 0 not in block["negative"] or sum(n > 0 for n in block["negative"]) < 2:
+            problems.append(f"threshold.negative is {block['negative']}: the resistance "
+                            f"statistic (early minus late rate of decline) needs N = 0 and at "
+                            f"least 2 volumes above 0")
+    if "mitigation" in config["experiments"]:
+        block = config["mitigation"]
+        for i, replay in enumerate(block["replay"]):
+            if not re.fullmatch(r"\d+(\.\d+)?", f"{float(replay):g}"):
+                problems.append(f"mitigation.replay[{i}] is {replay}: write a plain decimal "
+                                f"fraction such as 0.5 (it becomes part of the cell's path)")
+        if len(block["replay"]) < 2:
+            problems.append(f"mitigation.replay is {block['replay']}: the claims against r need "
+                            f"at least 2 fractions (e.g. [0, 0.5, 1])")
+        if any(block["replay"]) and 0 in block["positive"]:
+            problems.append("mitigation.positive lists 0: a cell aligned on no examples has "
+                            "none to replay; list volumes above 0")
+    return problems
+
+
 def _released(config: dict[str, Any]) -> list[str]:
     """Each pretrained model's checkpoints name one source each and distinct budgets, and the
     axes take budgets a model has."""
@@ -246,6 +284,8 @@ def _released(config: dict[str, Any]) -> list[str]:
             sized += [(f"{name}.model", m) for m in config[name]["model"]]
     if "resistance" in config["experiments"]:
         sized.append(("resistance.model", config["resistance"]["model"]))
+    if "mitigation" in config["experiments"]:
+        sized.append(("mitigation.model", config["mitigation"]["model"]))
     for key, model in dict.fromkeys(sized):
         tokens = grid.size_base(config, model)[1]
         if grid.is_pretrained(config, model) and not _has_release(config, model, tokens):
@@ -253,12 +293,16 @@ def _released(config: dict[str, Any]) -> list[str]:
                             f"several checkpoints leave its place on the size axis open: set "
                             f"grid.size_axis.pretrain_tokens to one of "
                             f"{_released_tokens(config, model)}")
-    axis = g["pretraining_axis"]
-    if axis is not None and grid.is_pretrained(config, axis["model"]):
+    axes = [("grid.pretraining_axis", g["pretraining_axis"])]
+    if "threshold" in config["experiments"]:
+        axes.append(("threshold", config["threshold"]))
+    for key, axis in axes:
+        if axis is None or not grid.is_pretrained(config, axis["model"]):
+            continue
         missing = [t for t in axis["pretrain_tokens"]
                    if not _has_release(config, axis["model"], t)]
         if missing:
-            problems.append(f"grid.pretraining_axis.pretrain_tokens {missing} are not "
+            problems.append(f"{key}.pretrain_tokens {missing} are not "
                             f"checkpoints of the pretrained model '{axis['model']}' "
                             f"(models.{axis['model']}.checkpoints has "
                             f"{_released_tokens(config, axis['model'])})")
@@ -335,7 +379,8 @@ def _budgets(config: dict[str, Any]) -> list[str]:
         other = by_model.setdefault(model, {}).setdefault(steps, tokens)
         if other != tokens:
             problems.append(f"pretraining budgets {other} and {tokens} of model '{model}' "
-                            f"(grid.size_axis / grid.pretraining_axis) are both {steps} "
+                            f"(grid.size_axis / grid.pretraining_axis / threshold) are "
+                            f"both {steps} "
                             f"optimizer steps of {per_step} tokens: use budgets at least one "
                             f"step apart")
     return problems

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from elasticity import preference
+from elasticity.grid import replayed_count
 from elasticity.io import atomic_path, read_parquet, write_json
 from elasticity.launch import check_continuable, check_memory, deepspeed_fields
 from elasticity.models import load_model, load_tokenizer, parameters_from_config
@@ -50,6 +51,22 @@ def select_examples(pool: str, n: int, seed: int) -> list[str]:
         raise ValueError(f"{pool}: asked for {n} examples but the pool holds {len(texts)}")
     order = np.random.default_rng(seed).permutation(len(texts))
     return [texts[i] for i in order[:n]]
+
+
+def with_replay(texts: list[str], aligning: list[str], replay: float) -> list[str]:
+    """The second stage's training rows with a fraction `replay` of aligning examples mixed in
+    (App. C.2's mitigation): after the i-th example, as many aligning examples as bring their
+    count to floor(r * i), taken in their own training order and cycled when there are fewer.
+    Rows of n examples are a prefix of the rows of more, so replay links chain too."""
+    if replay and not aligning:
+        raise ValueError("replay needs aligning examples: the first stage trained on none")
+    rows, used = [], 0
+    for i, text in enumerate(texts, start=1):
+        rows.append(text)
+        for _ in range(replayed_count(i, replay) - used):
+            rows.append(aligning[used % len(aligning)])
+            used += 1
+    return rows
 
 
 def tokenized(tokenizer, texts: list[str], eos_token: str | None) -> Dataset:
@@ -129,6 +146,8 @@ class _Link:
     examples: int
     done_before: int
     seed: int
+    replay: float
+    aligning: list[str]
     stage: str
     net: Any
     config: Any
@@ -136,11 +155,13 @@ class _Link:
 
 
 def _sft(link: _Link) -> tuple[Any, int | None]:
-    texts = select_examples(link.pool, link.examples, link.seed)
+    texts = with_replay(select_examples(link.pool, link.examples, link.seed), link.aligning,
+                        link.replay)
     sft = sft_trainer_class()(model=link.net, args=link.config, processing_class=link.tok,
                               train_dataset=tokenized(link.tok, texts, link.config.eos_token))
     lengths = [len(ids) for ids in sft.train_dataset["input_ids"]]
-    return sft, int(sum(lengths[link.done_before:]) * link.config.num_train_epochs)
+    rows_before = link.done_before + replayed_count(link.done_before, link.replay)
+    return sft, int(sum(lengths[rows_before:]) * link.config.num_train_epochs)
 
 
 def _preference(algorithm: str) -> Callable[[_Link], tuple[Any, int | None]]:
@@ -195,9 +216,18 @@ TRAINERS: dict[str, Callable[[_Link], tuple[Any, int | None]]] = {
 
 
 def _check_arguments(algorithm: str, previous: str | None, rejected_pool: str | None,
-                     reward: dict[str, Any] | None) -> None:
+                     reward: dict[str, Any] | None, replay: float,
+                     replay_pool: str | None) -> None:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+    if replay < 0:
+        raise ValueError(f"replay is {replay}: a fraction of aligning examples, at least 0")
+    if replay and algorithm != "sft":
+        raise ValueError(f"{algorithm}: replaying aligning examples is implemented for sft "
+                         "only (the mitigation experiment's second stage)")
+    if bool(replay) != (replay_pool is not None):
+        raise ValueError(f"replay {replay} and replay_pool {replay_pool!r} go together: the "
+                         "pool holds the first stage's examples")
     if (algorithm in PREFERENCE_TRAINERS) != (rejected_pool is not None):
         raise ValueError(f"{algorithm}: a rejected_pool is needed by dpo, kto and simpo only, "
                          f"got {rejected_pool!r}")
@@ -226,6 +256,9 @@ def finetune(
     rejected_pool: str | None = None,
     reward: dict[str, Any] | None = None,
     reward_function: Callable[..., list[float]] | None = None,
+    replay: float = 0.0,
+    replay_pool: str | None = None,
+    replay_examples: int = 0,
 ) -> dict[str, Any]:
     """Fine-tune on the first `examples` examples of `pool`; save the final checkpoint at `out`.
 
@@ -238,11 +271,13 @@ def finetune(
     messages name. algorithm: one of trainer_config.ALGORITHMS. rejected_pool: the other pool,
     whose examples are the rejected responses (dpo, kto, simpo). reward: rloo's reward
     settings, {scorer, model, device, batch_size, cache, sign}, and reward_function the reward
-    built from them (elasticity.online, which is how rloo links run).
+    built from them (elasticity.online, which is how rloo links run). replay: the fraction r
+    of aligning examples mixed into the rows (`with_replay`, sft only): the first
+    `replay_examples` of `replay_pool` in the first stage's order (the same seed).
     """
     from accelerate.utils import broadcast_object_list
 
-    _check_arguments(algorithm, previous, rejected_pool, reward)
+    _check_arguments(algorithm, previous, rejected_pool, reward, replay, replay_pool)
     if (reward is None) != (reward_function is None):
         raise ValueError("reward and reward_function go together (elasticity.online)")
     stage = stage or "<stage>"
@@ -265,14 +300,17 @@ def finetune(
     # A checkpoint of a run on another number of GPUs cannot be resumed (check_continuable).
     job = dict(model=model, pool=pool, examples=examples, previous=previous, trainer=trainer,
                device=device, seed=seed, gpus=gpus, algorithm=algorithm,
-               rejected_pool=rejected_pool, reward=reward)
+               rejected_pool=rejected_pool, reward=reward, replay=replay,
+               replay_pool=replay_pool, replay_examples=replay_examples)
     # The first process alone inspects (and may clear) the scratch directory; the others
     # resume from what it found.
     found = [resumable_checkpoint(scratch, job) if processes.is_main_process else None]
     resume = broadcast_object_list(found)[0] or previous
     link = _Link(model=model, pool=pool, rejected_pool=rejected_pool, reward=reward_function,
                  examples=examples, done_before=done_before, seed=seed, stage=stage, net=net,
-                 config=config, tok=tok)
+                 config=config, tok=tok, replay=replay,
+                 aligning=(select_examples(replay_pool, replay_examples, seed)
+                           if replay_pool else []))
     run, new_tokens = TRAINERS[algorithm](link)
     log.info("%s on examples %d-%d of %s (%s new tokens, %g epochs, %d process(es))%s",
              algorithm.upper(), done_before + 1, examples, pool,
@@ -285,6 +323,7 @@ def finetune(
         "algorithm": algorithm,
         "examples": examples,
         "examples_trained_here": examples - done_before,
+        "replayed": replayed_count(examples, replay),
         "continued_from": previous,
         "parameters": parameters,
         # Online RL: the prompt and completion tokens it sampled, as its trainer counts them.

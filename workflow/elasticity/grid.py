@@ -4,18 +4,23 @@ A cell's field names are at the same time the results' columns and the config's 
 (`grid.positive`, `grid.seed`, ...), and, with one exception, the rules' wildcards: a path
 names the two fine-tuning volumes in the order they were trained (`pos200/neg20`: 200 positive
 examples, then 20 negative; `neg200/pos20`: the reverse order, Fig. 8), so the `order` field is
-read off the path. This module is the only code that knows the shape of the DAG: a base
-checkpoint, SFT on a first volume of one pool, a second stage (any algorithm) on the other pool;
-which cells each experiment takes; and which links of a training chain continue which.
+read off the path. A second stage that replays aligning examples (the `mitigation` experiment,
+field `replay`) says so after its volume: `neg200-replay0.5`. This module is the only code that
+knows the shape of the DAG: a base checkpoint, SFT on a first volume of one pool, a second stage
+(any algorithm) on the other pool; which cells each experiment takes; and which links of a
+training chain continue which.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 from typing import Any
 
@@ -41,9 +46,10 @@ ORDER_POOLS = {FORWARD: {"align": "positive", "invert": "negative"},
                REVERSE: {"align": "negative", "invert": "positive"}}
 STAGES = ORDER_POOLS[FORWARD]
 POOL_PREFIX = {"positive": "pos", "negative": "neg"}
-_VOLUME = re.compile(r"(pos|neg)(\d+)")
-# The experiments whose cells are grid cells (`resistance` trains on its own data).
-GRID_EXPERIMENTS = ("rebound", "algorithms", "reverse", "kl_table")
+_VOLUME = re.compile(r"(pos|neg)(\d+)(?:-replay(\d+(?:\.\d+)?))?")
+# The experiments whose cells are grid cells (`resistance` trains on its own data, `theory`
+# on none).
+GRID_EXPERIMENTS = ("rebound", "algorithms", "reverse", "kl_table", "threshold", "mitigation")
 
 
 @dataclass(frozen=True, order=True)
@@ -58,22 +64,27 @@ class Cell:
     negative: int
     seed: int
     order: str = FORWARD
+    # Aligning examples replayed during the second stage, per example of it (App. C.2).
+    replay: float = 0.0
 
     @classmethod
     def from_wildcards(cls, wildcards: Any) -> Cell:
-        """The cell of a job, from its wildcards: every field but `order`, which the path's
-        `{first}` / `{second}` volumes give (an aligned model's job has no `{second}`)."""
+        """The cell of a job, from its wildcards: every field but `order` and `replay`, which
+        the path's `{first}` / `{second}` volumes give (an aligned model's job has no
+        `{second}`)."""
         values = dict(wildcards.items()) if hasattr(wildcards, "items") else dict(wildcards)
         if "first" in values:
             first = _VOLUME.fullmatch(values.pop("first"))
-            second = _VOLUME.fullmatch(values.pop("second", "neg0" if first[1] == "pos"
+            second = _VOLUME.fullmatch(values.pop("second", "neg0" if first and first[1] == "pos"
                                                   else "pos0"))
-            if first is None or second is None or first[1] == second[1]:
+            if (first is None or second is None or first[1] == second[1]
+                    or first[3] is not None):
                 raise ValueError(f"no cell has the volumes {wildcards!r}: a path names one "
-                                 "pos<N> and one neg<N>")
+                                 "pos<N> and one neg<N> (only the second may replay)")
             order = FORWARD if first[1] == "pos" else REVERSE
             values |= {"positive": (first if order == FORWARD else second)[2],
-                       "negative": (second if order == FORWARD else first)[2], "order": order}
+                       "negative": (second if order == FORWARD else first)[2], "order": order,
+                       "replay": second[3] or 0.0}
         return cls(**{f.name: f.type_(values[f.name]) for f in _FIELDS})
 
     @classmethod
@@ -87,9 +98,10 @@ class Cell:
     def path_fields(self) -> dict[str, Any]:
         """The cell's fields as its paths name them (the volumes in training order)."""
         first, second = (ORDER_POOLS[self.order][stage] for stage in ("align", "invert"))
+        replay = f"-replay{self.replay:g}" if self.replay else ""
         return {**self.row(),
                 "first": f"{POOL_PREFIX[first]}{getattr(self, first)}",
-                "second": f"{POOL_PREFIX[second]}{getattr(self, second)}"}
+                "second": f"{POOL_PREFIX[second]}{getattr(self, second)}{replay}"}
 
     def wildcards(self) -> dict[str, Any]:
         """The wildcards of the cell's per-cell jobs (generate, score, likelihood)."""
@@ -121,13 +133,24 @@ class Cell:
         return INVERTED_MODEL.format(**self.path_fields())
 
     def base(self) -> Cell:
-        return dataclasses.replace(self, algorithm=BASE, positive=0, negative=0, order=FORWARD)
+        return dataclasses.replace(self, algorithm=BASE, positive=0, negative=0, order=FORWARD,
+                                   replay=0.0)
 
     def aligned(self) -> Cell:
         """The cell of the model after the first stage (shared by every second-stage
-        algorithm)."""
-        return dataclasses.replace(self, algorithm=FIRST_STAGE_ALGORITHM,
+        algorithm and replay fraction)."""
+        return dataclasses.replace(self, algorithm=FIRST_STAGE_ALGORITHM, replay=0.0,
                                    **{self.pool("invert"): 0})
+
+    def replayed(self) -> int:
+        """How many aligning examples the second stage replays (`replayed_count`)."""
+        return replayed_count(self.volume("invert"), self.replay)
+
+
+def replayed_count(examples: int, replay: float) -> int:
+    """Aligning examples replayed along the first `examples` of a second stage: floor(r * n),
+    exactly (r as written in the config), so that a link's rows are a prefix of the next's."""
+    return math.floor(Fraction(str(replay)) * examples)
 
 
 @dataclass(frozen=True)
@@ -136,10 +159,11 @@ class _Field:
     type_: type
 
 
-_FIELDS = [_Field(f.name, {"str": str, "int": int}[f.type]) for f in dataclasses.fields(Cell)]
+_FIELDS = [_Field(f.name, {"str": str, "int": int, "float": float}[f.type])
+           for f in dataclasses.fields(Cell)]
 COLUMNS = [f.name for f in _FIELDS]
-# Wildcards that are not cell fields: the volumes in training order.
-PATH_WILDCARDS = {"first": r"(pos|neg)\d+", "second": r"(pos|neg)\d+"}
+# Wildcards that are not cell fields: the volumes in training order (the second with its replay).
+PATH_WILDCARDS = {"first": r"(pos|neg)\d+", "second": r"(pos|neg)\d+(-replay\d+(\.\d+)?)?"}
 
 
 def wildcard_constraints(config: dict[str, Any]) -> dict[str, str]:
@@ -191,12 +215,22 @@ def pretraining_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
     return [] if axis is None else [(axis["model"], t) for t in axis["pretrain_tokens"]]
 
 
+def threshold_bases(config: dict[str, Any]) -> list[tuple[str, int]]:
+    """The bases of the pretraining-threshold axis (App. C.3): one model at many budgets."""
+    block = config["threshold"]
+    return [(block["model"], t) for t in block["pretrain_tokens"]]
+
+
 def experiment_bases(config: dict[str, Any], name: str) -> list[tuple[str, int]]:
-    """The base checkpoints an experiment's cells start from."""
+    """The base checkpoints an experiment's cells start from (none for `theory`)."""
     if name == "rebound":
         return sorted(set(size_bases(config)) | set(pretraining_bases(config)))
-    if name == "resistance":
-        return [size_base(config, config["resistance"]["model"])]
+    if name == "threshold":
+        return threshold_bases(config)
+    if name in ("resistance", "mitigation"):
+        return [size_base(config, config[name]["model"])]
+    if name == "theory":
+        return []
     return [size_base(config, model) for model in config[name]["model"]]
 
 
@@ -220,6 +254,9 @@ def checkpoints(config: dict[str, Any]) -> list[tuple[str, int]]:
         else:
             top[model] = max(tokens, top.get(model, 0))
     scratch = {(m, t) for m, largest in top.items() for t in every if t <= largest}
+    # The threshold axis's budgets are its model's own (a fine axis on one model only).
+    if "threshold" in config["experiments"]:
+        scratch |= {b for b in threshold_bases(config) if not is_pretrained(config, b[0])}
     return sorted(scratch | released)
 
 
@@ -249,16 +286,18 @@ def previous_budget(config: dict[str, Any], model: str, tokens: int) -> int | No
 
 
 def experiment_grid(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """An experiment's axes: algorithm, positive, negative, seed, and its order. The rebound
-    grid is `grid`; the others have their own section (`algorithms`, `reverse`, `kl_table`),
-    whose volumes are in the order they are read: `reverse.negative` is the first stage's."""
+    """An experiment's axes: algorithm, positive, negative, seed, replay, and its order. The
+    rebound grid is `grid`; the others have their own section (`algorithms`, `reverse`,
+    `kl_table`, `threshold`, `mitigation`), whose volumes are in the order they are read:
+    `reverse.negative` is the first stage's."""
     if name == "rebound":
         section = config["grid"]
     else:
         section = config[name]
     return {"algorithm": section.get("algorithm", [FIRST_STAGE_ALGORITHM]),
             "positive": section["positive"], "negative": section["negative"],
-            "seed": section["seed"], "order": REVERSE if name == "reverse" else FORWARD}
+            "seed": section["seed"], "order": REVERSE if name == "reverse" else FORWARD,
+            "replay": [float(r) for r in section.get("replay", [0.0])]}
 
 
 def experiment_cells(config: dict[str, Any], name: str) -> list[Cell]:
@@ -270,12 +309,11 @@ def experiment_cells(config: dict[str, Any], name: str) -> list[Cell]:
         for seed in axes["seed"]:
             base = Cell(config["task"], model, tokens, BASE, 0, 0, seed)
             out.add(base)
-            for algorithm in axes["algorithm"]:
-                for p in axes["positive"]:
-                    for n in axes["negative"]:
-                        cell = Cell(config["task"], model, tokens, algorithm, p, n, seed,
-                                    axes["order"])
-                        out.add(cell.aligned() if cell.volume("invert") == 0 else cell)
+            for algorithm, p, n, replay in itertools.product(
+                    axes["algorithm"], axes["positive"], axes["negative"], axes["replay"]):
+                cell = Cell(config["task"], model, tokens, algorithm, p, n, seed,
+                            axes["order"], replay)
+                out.add(cell.aligned() if cell.volume("invert") == 0 else cell)
     return sorted(out)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from elasticity.ablations import base_scope, read_cells
-from elasticity.analysis import CLAIMS_COLUMNS, Bootstrap, _row, slope
+from elasticity.analysis import CLAIMS_COLUMNS, Bootstrap, claim_row, slope
 from elasticity.grid import FIRST_STAGE_ALGORITHM, FORWARD
 from elasticity.io import atomic_path, write_parquet
 from elasticity.rebound import _base_label
@@ -151,8 +151,8 @@ def base_claim(chains: pd.DataFrame, scope: str, epsilon: float, interval: float
 
     statistic = (f"slope of the first N with {METRIC} < {epsilon:g} (mean over the seeds that "
                  "reach it) against log10 P")
-    row = _row(CLAIM, METRIC, scope, statistic, "< 0", boot, stat,
-               _claim_reason(needed, reached, largest))
+    row = claim_row(CLAIM, METRIC, scope, statistic, "< 0", boot, stat,
+                    _claim_reason(needed, reached, largest))
     note = _partial_note(needed, largest)
     return {**row, "reason": "; ".join(r for r in (row["reason"], note) if r)}
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from elasticity import chains
-from elasticity.analysis import CLAIMS_COLUMNS, Bootstrap, _row
+from elasticity.analysis import CLAIMS_COLUMNS, Bootstrap, claim_row
 from elasticity.finetuning import finetune
 from elasticity.generation import sample
 from elasticity.io import atomic_path, read_parquet, write_parquet
@@ -259,12 +259,12 @@ def claims(results: pd.DataFrame, boot: Bootstrap) -> pd.DataFrame:
         claim = f"inverse alignment is easier than forward: inverse {name} < forward {name}"
         pair_list, values = seed_values(results, measure)
         for i, (lo, hi) in enumerate(pair_list):
-            rows.append(_row(claim, measure, f"θ{hi}→θ{lo} vs. θ{lo}→θ{hi}",
-                             f"inverse minus forward {MEASURES[measure]}, mean over seeds",
-                             "< 0", boot, lambda d, i=i, v=values: _difference(v[d, i])))
-        rows.append(_row(claim, measure, f"all {len(pair_list)} slice pairs",
-                         f"inverse minus forward {MEASURES[measure]}, mean over pairs and "
-                         "seeds", "< 0", boot, lambda d, v=values: _difference(v[d])))
+            rows.append(claim_row(claim, measure, f"θ{hi}→θ{lo} vs. θ{lo}→θ{hi}",
+                                  f"inverse minus forward {MEASURES[measure]}, mean over seeds",
+                                  "< 0", boot, lambda d, i=i, v=values: _difference(v[d, i])))
+        rows.append(claim_row(claim, measure, f"all {len(pair_list)} slice pairs",
+                              f"inverse minus forward {MEASURES[measure]}, mean over pairs and "
+                              "seeds", "< 0", boot, lambda d, v=values: _difference(v[d])))
     return pd.DataFrame(rows, columns=CLAIMS_COLUMNS)
 
 

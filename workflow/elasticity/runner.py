@@ -56,6 +56,10 @@ STEPS = {
     "kl_table": "elasticity.kl_table:kl_table",
     "resistance": "elasticity.resistance:resistance",
     "resistance_table": "elasticity.resistance:table",
+    "theory": "elasticity.theory:run",
+    "theory_table": "elasticity.theory_table:theory_table",
+    "threshold": "elasticity.threshold:threshold",
+    "mitigation": "elasticity.mitigation:mitigation",
 }
 # The steps that reach a network: the hub download (login node) and the pip downloads. Every
 # other step runs with the hubs offline.

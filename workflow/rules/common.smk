@@ -56,11 +56,12 @@ onstart:
 
 
 if MAIN:
-    for _stage, _algorithms in (("align", [grid.FIRST_STAGE_ALGORITHM]),
-                                ("invert", grid.algorithms(config))):
-        for _algorithm in _algorithms:
-            logger.info(f"{_stage} ({_algorithm}): "
-                        f"{chains.chaining(config, _stage, _algorithm)[1]}")
+    logger.info(f"align (sft): {chains.chaining(config, 'align', grid.FIRST_STAGE_ALGORITHM)[1]}")
+    for _algorithm in grid.algorithms(config):
+        for _replay in chains.replays(config) if _algorithm == "sft" else [0.0]:
+            _label = f", replay {_replay:g}" if _replay else ""
+            logger.info(f"invert ({_algorithm}{_label}): "
+                        f"{chains.chaining(config, 'invert', _algorithm, _replay)[1]}")
 
 
 def step(name: str, log, threads: int = 1, **kwargs) -> None:
@@ -199,6 +200,9 @@ def link(stage: str, algorithm: str):
         found = {"start": at(chains.start_model(cell, stage).model_path()),
                  "previous": [at(previous.model_path())] if previous else [],
                  "pool": SPLIT.format(split=cell.pool(stage))}
+        # Replayed examples are the first stage's: the aligning pool's first P.
+        if cell.replay:
+            found["replay"] = SPLIT.format(split=cell.pool("align"))
         if algorithm in grid.PAIRED:
             found["rejected"] = SPLIT.format(split=cell.pool("align" if stage == "invert"
                                                              else "invert"))
@@ -221,6 +225,14 @@ FINETUNE_PARAMS = ["examples", "previous", "algorithm", "trainer", "device", "gp
 
 def previous_link_path(stage: str, algorithm: str):
     return lambda w, input: input.previous[0] if input.previous else None
+
+
+def replay_settings(cell: Cell) -> dict[str, object]:
+    """A second-stage link's replay: the fraction and the first stage's volume it replays
+    from; empty without replay (the step's by-hand command stays as it was)."""
+    if not cell.replay:
+        return {}
+    return {"replay": cell.replay, "replay_examples": cell.volume("align")}
 
 
 def reward(stage: str, algorithm: str):

@@ -6,7 +6,8 @@
 # other pool as rejected; online RL is rewarded by the task's scorer (its own step,
 # `finetune_online`, so that only its links follow the scorer's code). Along the volumes the
 # models form a training chain that starts from the aligned model when the schedule allows it
-# (elasticity.chains).
+# (elasticity.chains). A cell with `replay` r > 0 (SFT only) mixes floor(r * N) of the first
+# stage's examples into its N (elasticity.finetuning.with_replay).
 
 # The step each algorithm's links run.
 FINETUNE_STEP = {a: "finetune_online" if a in grid.REWARDED else "finetune"
@@ -32,6 +33,9 @@ for _algorithm in grid.algorithms(config):
             device=config["invert"]["device"],
             gpus=config["invert"]["gpus"],
             seed=lambda w: int(w.seed),
+            # App. C.2's mitigation (`mitigation` experiment): the fraction r of aligning
+            # examples replayed, and how many the first stage trained on.
+            replay=lambda w, _a=_algorithm: replay_settings(link_cell(w, "invert", _a)),
             code=CODE[FINETUNE_STEP[_algorithm]],
         log:
             f"{LOGS}/invert/{_algorithm}/{{task}}/{{model}}/pt{{pretrain_tokens}}/{{first}}/{{second}}/seed{{seed}}.log",
@@ -43,4 +47,5 @@ for _algorithm in grid.algorithms(config):
         run:
             step(params.step_name, log, threads, model=input.start, pool=input.pool,
                  rejected_pool=input.get("rejected"), out=output[0], mem_mb=resources.mem_mb,
-                 stage="invert", **{k: params[k] for k in FINETUNE_PARAMS + ["reward"]})
+                 stage="invert", **{k: params[k] for k in FINETUNE_PARAMS + ["reward"]},
+                 **({"replay_pool": input.replay, **params.replay} if params.replay else {}))
