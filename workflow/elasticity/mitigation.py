@@ -141,7 +141,11 @@ def plot(cells: pd.DataFrame, scores: pd.DataFrame, out: str, interval: float) -
                   s=80, color="black", label="interval open above")
     if open_above.any():
         right.legend(fontsize=7)
+    if finite.empty:
+        right.text(0.5, 0.5, "N½ not estimated\n(claims table: why)", ha="center",
+                   va="center", transform=right.transAxes)
     right.set_xlabel("replay fraction r (1: volume-matched)")
     right.set_ylabel(f"N½ (P = {largest})")
+    fig.subplots_adjust(wspace=0.35)
     _save(fig, out, f"Replaying aligning examples during inverse fine-tuning (App. C.2; "
                     f"{interval:g}% intervals over seeds)")
