@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from elasticity import chains, grid, mitigation
+from elasticity import chains, finetuning, grid, mitigation
 from elasticity import config as cfg
 from elasticity.finetuning import with_replay
 from elasticity.grid import BASE, COLUMNS, Cell
-from tests.conftest import DEFAULT_CONFIG
+
+from .conftest import DEFAULT_CONFIG, SMOKE
+from .test_models import assert_same_weights
 
 POSITIVE = [200, 2000]
 NEGATIVE = [0, 40, 200, 600]
@@ -138,3 +140,36 @@ def test_no_effect_of_replay_is_not_called_a_mitigation(tmp_path):
     _, claims = run(summary(blunting=0.0), tmp_path)
     row = claims[claims["claim"] == mitigation.REPLAY_CLAIM].iloc[0]
     assert row["verdict"] == "not resolved"
+
+
+def _replay_link(base_dir, small_splits, out, examples, previous=None, replay=1.0) -> dict:
+    return finetuning.finetune(
+        str(base_dir), str(small_splits / "negative.parquet"), str(out), examples=examples,
+        previous=None if previous is None else str(previous), trainer=SMOKE["invert"]["sft"],
+        device="cpu", seed=0, replay=replay, replay_pool=str(small_splits / "positive.parquet"),
+        replay_examples=12)
+
+
+def test_a_replay_link_equals_an_independent_run(base_dir, small_splits, tmp_path):
+    """N = 16 with r = 1 continues N = 8 (16 rows) on negatives 9-16 and their 8 replays (16
+    more rows) and ends exactly where one run over all 32 rows ends; the 12 aligning examples
+    cycle."""
+    direct = _replay_link(base_dir, small_splits, tmp_path / "direct", 16)
+    _replay_link(base_dir, small_splits, tmp_path / "first", 8)
+    link = _replay_link(base_dir, small_splits, tmp_path / "link", 16,
+                        previous=tmp_path / "first")
+    assert link["replayed"] == direct["replayed"] == 16
+    assert link["steps"] == direct["steps"] == 4
+    assert_same_weights(tmp_path / "direct", tmp_path / "link")
+    plain = finetuning.finetune(
+        str(base_dir), str(small_splits / "negative.parquet"), str(tmp_path / "plain"),
+        examples=16, previous=None, trainer=SMOKE["invert"]["sft"], device="cpu", seed=0)
+    assert plain["steps"] == 2 and plain["replayed"] == 0
+
+
+@pytest.mark.parametrize("algorithm", ["dpo", "rloo"])
+def test_replay_is_refused_outside_sft(algorithm, tmp_path):
+    with pytest.raises(ValueError, match="implemented for sft only"):
+        finetuning.finetune("m", "pool", str(tmp_path / "out"), examples=8, previous=None,
+                            trainer={}, device="cpu", seed=0, algorithm=algorithm,
+                            replay=0.5, replay_pool="pool")

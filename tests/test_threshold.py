@@ -13,7 +13,8 @@ import pytest
 from elasticity import config as cfg
 from elasticity import grid, threshold
 from elasticity.grid import BASE, COLUMNS
-from tests.conftest import DEFAULT_CONFIG
+
+from .conftest import DEFAULT_CONFIG
 
 BUDGETS = [10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000]
 NEGATIVE = [0, 20, 200]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -114,6 +115,33 @@ def test_every_experiment_writes_its_figures_tables_and_claims(smoke_run):
     # Each algorithm's link says which algorithm trained it.
     metrics = out / "models/sentiment/kto/tiny-b/pt20000/pos40/neg8/seed0/inverted"
     assert '"algorithm": "kto"' in (metrics / "train_metrics.json").read_text()
+
+
+def test_the_theory_threshold_and_mitigation_experiments_write_their_outputs(smoke_run):
+    out, _ = smoke_run
+    for png in ("theory/ratio_vs_k.png", "theory/rates_vs_l.png", "threshold/threshold.png",
+                "mitigation/mitigation.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and (out / png).stat().st_size > 10_000
+    ratios = pd.read_parquet(out / "theory" / "ratios.parquet")
+    assert set(ratios["method"]) == {"integral", "simulation"}
+    assert set(ratios["distribution"]) == {"pareto", "lognormal"}
+    # Theory next to measurement at the micro-world's own k and l, for every inverse chain.
+    comparison = pd.read_parquet(out / "theory" / "comparison.parquet")
+    measured = pd.read_parquet(out / "theory_check.parquet")
+    assert len(comparison) == len(measured) * 2  # one row per mass law the smoke block lists
+    assert comparison["integral_ratio"].notna().all()
+    budgets = pd.read_parquet(out / "threshold" / "statistic.parquet")
+    assert sorted(budgets["pretrain_tokens"]) == SMOKE["threshold"]["pretrain_tokens"]
+    change = pd.read_parquet(out / "threshold" / "change_point.parquet").iloc[0]
+    assert min(budgets["pretrain_tokens"]) < change["change_point"] < max(
+        budgets["pretrain_tokens"])
+    scores = pd.read_parquet(out / "mitigation" / "scores.parquet")
+    assert sorted(scores["replay"]) == SMOKE["mitigation"]["replay"]
+    # A replay link replays floor(r N) aligning examples and continues the previous replay link.
+    link = out / "models/sentiment/sft/tiny-a/pt20000/pos40/neg16-replay1/seed0/inverted"
+    metrics = json.loads((link / "train_metrics.json").read_text())
+    assert metrics["replayed"] == 16
+    assert metrics["continued_from"].endswith("pos40/neg8-replay1/seed0/inverted")
 
 
 def test_nothing_half_written_and_nothing_left_to_do(smoke_run):
