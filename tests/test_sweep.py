@@ -21,9 +21,10 @@ from .conftest import SMOKE_CONFIG
 from .test_slurm import cluster  # noqa: F401  (the SLURM test cluster, up for this module)
 
 TOKENS = 4096  # the conftest's base_dir: tiny-a after 4096 pretraining tokens
-# The smoke config with tiny-a at that budget as the grid's only base.
+# The smoke config's rebound grid with tiny-a at that budget as its only base.
 CONFIG = merge(load_yaml(SMOKE_CONFIG), {
     "name": "sweeptest",
+    "experiments": ["rebound"],
     "grid": {"size_axis": {"model": ["tiny-a"], "pretrain_tokens": TOKENS},
              "pretraining_axis": {"model": "tiny-a", "pretrain_tokens": [TOKENS]}},
 })

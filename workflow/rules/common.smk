@@ -227,12 +227,13 @@ def previous_link_path(stage: str, algorithm: str):
     return lambda w, input: input.previous[0] if input.previous else None
 
 
-def replay_settings(cell: Cell) -> dict[str, object]:
-    """A second-stage link's replay: the fraction and the first stage's volume it replays
-    from; empty without replay (the step's by-hand command stays as it was)."""
+def replay_settings(cell: Cell, input) -> dict[str, object]:
+    """A second-stage link's replay: the fraction, the first stage's pool and the volume it
+    replays from; empty without replay (the step's by-hand command stays as it was)."""
     if not cell.replay:
         return {}
-    return {"replay": cell.replay, "replay_examples": cell.volume("align")}
+    return {"replay": cell.replay, "replay_pool": input.replay,
+            "replay_examples": cell.volume("align")}
 
 
 def reward(stage: str, algorithm: str):

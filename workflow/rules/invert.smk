@@ -35,7 +35,8 @@ for _algorithm in grid.algorithms(config):
             seed=lambda w: int(w.seed),
             # App. C.2's mitigation (`mitigation` experiment): the fraction r of aligning
             # examples replayed, and how many the first stage trained on.
-            replay=lambda w, _a=_algorithm: replay_settings(link_cell(w, "invert", _a)),
+            replay=lambda w, input, _a=_algorithm: replay_settings(
+                link_cell(w, "invert", _a), input),
             code=CODE[FINETUNE_STEP[_algorithm]],
         log:
             f"{LOGS}/invert/{_algorithm}/{{task}}/{{model}}/pt{{pretrain_tokens}}/{{first}}/{{second}}/seed{{seed}}.log",
@@ -47,5 +48,4 @@ for _algorithm in grid.algorithms(config):
         run:
             step(params.step_name, log, threads, model=input.start, pool=input.pool,
                  rejected_pool=input.get("rejected"), out=output[0], mem_mb=resources.mem_mb,
-                 stage="invert", **{k: params[k] for k in FINETUNE_PARAMS + ["reward"]},
-                 **({"replay_pool": input.replay, **params.replay} if params.replay else {}))
+                 stage="invert", **{k: params[k] for k in FINETUNE_PARAMS + ["reward"]}, **params.replay)
