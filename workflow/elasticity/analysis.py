@@ -212,6 +212,13 @@ def remainder(c: Curves, draw: np.ndarray) -> np.ndarray:
     return kept
 
 
+def drop_fraction(c: Curves, draw: np.ndarray) -> float:
+    """1 - the remainder at N*, mean over P: the share of the gain the second stage took (nan
+    where no P has a gain)."""
+    kept = remainder(c, draw)
+    return math.nan if np.isnan(kept).all() else float(1 - np.nanmean(kept))
+
+
 def testability(c: Curves, seeds: int, need_p: int = 2, need_n: int = 2) -> str | None:
     if seeds < 2:
         return ("needs at least 2 seeds for an interval (grid.seed; for the sampled metric "
@@ -315,10 +322,8 @@ def axis_claim(named: list[tuple[float, Curves]], metric: str, claim: str, axis:
     x = np.log10([v for v, _ in named])
 
     def stat(draw):
-        kept = [remainder(c, draw) for _, c in named]
-        if any(np.isnan(r).all() for r in kept):
-            return math.nan
-        return slope(x, np.array([1 - np.nanmean(r) for r in kept]))
+        drops = np.array([drop_fraction(c, draw) for _, c in named])
+        return math.nan if np.isnan(drops).any() else slope(x, drops)
 
     return claim_row(claim, metric, axis, statistic, "> 0", boot, stat, why)
 

@@ -31,10 +31,10 @@ from elasticity.analysis import (
     base_claims,
     claim_row,
     curves,
+    drop_fraction,
     elasticity_scores,
     fixed_negative,
     measured_seeds,
-    remainder,
     slope,
     testability,
 )
@@ -58,12 +58,6 @@ def by_replay(cells: pd.DataFrame, seeds: list[int]) -> dict[float, Curves]:
         own = cells[(cells["negative"] > 0) & (cells["replay"] == replay)]
         out[float(replay)] = curves(pd.concat([shared, own]), METRIC, seeds)
     return out
-
-
-def drop_fraction(c: Curves, draw: np.ndarray) -> float:
-    """1 - the remainder at N*, mean over P: the share of the gain the inverse stage took."""
-    kept = remainder(c, draw)
-    return math.nan if np.isnan(kept).all() else float(1 - np.nanmean(kept))
 
 
 def analyze(cells: pd.DataFrame, seeds: list[int], boot: Bootstrap,
